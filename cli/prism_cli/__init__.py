@@ -1,0 +1,1 @@
+"""The `prism` command line: each subcommand imports only the side it needs."""

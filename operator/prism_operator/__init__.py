@@ -1,0 +1,1 @@
+"""Prism operator: ExtractionJob -> KubeRay RayCluster + RayJob (kopf). Never imports ray or torch."""

@@ -1,0 +1,1 @@
+"""Prism pipeline: Ray Data extraction, extractors and sinks. Submodules import their own deps."""

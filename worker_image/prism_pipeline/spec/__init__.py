@@ -1,0 +1,87 @@
+"""The ExtractionJob contract (prism.dev/v1alpha1): pydantic models, importable with pydantic alone.
+
+Both the operator and the pipeline import this package; it imports neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .errors import FieldError, SpecError, format_validation_error
+from .job import API_VERSION, GROUP, KIND, PLURAL, VERSION, ExtractionJob, ObjectMeta
+from .models import (
+    BUILTIN_KINDS,
+    Cluster,
+    Concurrency,
+    Extractor,
+    ExtractionJobSpec,
+    ExtractorResources,
+    FailurePolicy,
+    Preprocess,
+    QdrantSink,
+    Retries,
+    SecretKeyRef,
+    SecretRef,
+    Sink,
+    Source,
+    Toleration,
+    WorkerGroup,
+)
+from .names import MAX_JOB_NAME_LENGTH, ray_cluster_name, ray_job_name
+from .rules import cluster_rule_errors
+from .status import (
+    MAX_FAILURE_SAMPLES,
+    Condition,
+    ExtractionJobStatus,
+    ExtractorProgress,
+    FailureSample,
+    Failures,
+    Phase,
+    Progress,
+    Usage,
+)
+
+Target = Literal["any", "cluster", "local"]
+
+
+def parse_job(obj: Any, target: Target = "any") -> ExtractionJob:
+    """Validate a whole manifest (a dict). Raises SpecError listing every problem.
+
+    target="cluster" adds the rules for jobs the operator runs (a Qdrant url, a remote source).
+    """
+    if not isinstance(obj, dict):
+        raise SpecError([FieldError("", f"an ExtractionJob must be a mapping (got {type(obj).__name__})")])
+    try:
+        job = ExtractionJob.model_validate(obj)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+    if target == "cluster":
+        errors = [FieldError(f"spec.{p}", m) for p, m in cluster_rule_errors(job.spec)]
+        if errors:
+            raise SpecError(errors)
+    return job
+
+
+def parse_spec(obj: Any, target: Target = "any") -> ExtractionJobSpec:
+    """Validate just a spec (what the RayJob entrypoint receives)."""
+    try:
+        spec = ExtractionJobSpec.model_validate(obj)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, prefix=("spec",))) from None
+    if target == "cluster":
+        errors = [FieldError(f"spec.{p}", m) for p, m in cluster_rule_errors(spec)]
+        if errors:
+            raise SpecError(errors)
+    return spec
+
+
+__all__ = [
+    "API_VERSION", "BUILTIN_KINDS", "GROUP", "KIND", "MAX_FAILURE_SAMPLES", "MAX_JOB_NAME_LENGTH", "PLURAL",
+    "VERSION", "Cluster", "Concurrency", "Condition", "ExtractionJob", "ExtractionJobSpec",
+    "ExtractionJobStatus", "Extractor", "ExtractorProgress", "ExtractorResources", "FailurePolicy",
+    "FailureSample", "Failures", "FieldError", "ObjectMeta", "Phase", "Preprocess", "Progress", "QdrantSink",
+    "Retries", "SecretKeyRef", "SecretRef", "Sink", "Source", "SpecError", "Toleration", "Usage",
+    "WorkerGroup", "parse_job", "parse_spec", "ray_cluster_name", "ray_job_name",
+]

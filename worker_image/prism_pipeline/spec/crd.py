@@ -1,0 +1,239 @@
+"""The ExtractionJob CustomResourceDefinition, generated from the pydantic models.
+
+pydantic's JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schema: $refs inlined,
+`Optional[X]` as X with `nullable`, no `additionalProperties: false` (Kubernetes prunes unknown
+fields instead), int-or-string quantities, `x-kubernetes-preserve-unknown-fields` only on extractor
+`options`, and CEL rules (`x-kubernetes-validations`) for immutability and cheap cross-field checks.
+`prism crd` prints it; tests fail when crds/extractionjob.yaml drifts from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+
+from .base import DNS1035_LABEL
+from .job import GROUP, KIND, PLURAL, VERSION
+from .models import ExtractionJobSpec
+from .names import MAX_JOB_NAME_LENGTH
+from .status import ExtractionJobStatus
+
+# The fields a user may change on a live job; everything else in spec is fixed at creation.
+MUTABLE_SPEC_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+
+_DROP_KEYS = {"title", "additionalProperties"}
+
+
+class _WithFactoryDefaults(GenerateJsonSchema):
+    """Also publish defaults that come from default_factory, so the API server fills them in."""
+
+    def get_default_value(self, schema):  # noqa: D102 - pydantic hook
+        if "default_factory" in schema and not schema.get("default_factory_takes_data"):
+            return schema["default_factory"]()
+        return schema.get("default", NoDefault)
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        return _resolve({**target, **extra}, defs)
+    if "allOf" in node and len(node["allOf"]) == 1:
+        merged = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
+        return _resolve(merged, defs)
+    return {k: _resolve(v, defs) for k, v in node.items()}
+
+
+def _structural(node: Any) -> Any:
+    """pydantic JSON schema (draft 2020-12) -> Kubernetes structural OpenAPI v3."""
+    if isinstance(node, list):
+        return [_structural(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    any_of = node.get("anyOf")
+    if any_of and any(b.get("type") == "null" for b in any_of):
+        rest = [b for b in any_of if b.get("type") != "null"]
+        node.pop("anyOf")
+        if len(rest) == 1:
+            node = {**rest[0], **node}
+            node["nullable"] = True
+        else:
+            node["anyOf"] = rest
+            node["nullable"] = True
+    if node.get("x-kubernetes-int-or-string"):
+        pattern, max_len = node.pop("pattern", None), node.pop("maxLength", None)
+        node.pop("type", None)
+        node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        if pattern:
+            node["pattern"] = pattern
+        if max_len:
+            node["maxLength"] = max_len
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        node["type"] = "object"
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(node["exclusiveMinimum"], bool):
+        node["minimum"], node["exclusiveMinimum"] = node["exclusiveMinimum"], True
+    if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(node["exclusiveMaximum"], bool):
+        node["maximum"], node["exclusiveMaximum"] = node["exclusiveMaximum"], True
+    if node.get("default") is None and "default" in node:
+        node.pop("default")
+    additional = node.get("additionalProperties")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP_KEYS or key == "$defs":
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub) for name, sub in value.items()}
+        elif key in ("items", "anyOf"):
+            out[key] = _structural(value)
+        else:
+            out[key] = value
+    if isinstance(additional, dict):  # a map: dict[str, X]
+        out["additionalProperties"] = _structural(additional)
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _strip_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_strip_defaults(n) for n in node]
+    return node
+
+
+def _schema_of(model) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
+    return _structural(_resolve(raw, raw.get("$defs", {})))
+
+
+def _immutability_rules(spec_schema: dict[str, Any]) -> list[dict[str, str]]:
+    rules = []
+    required = set(spec_schema.get("required", []))
+    allowed = ", ".join(MUTABLE_SPEC_FIELDS)
+    for field in spec_schema["properties"]:
+        if field in MUTABLE_SPEC_FIELDS:
+            continue
+        rule = (f"self.{field} == oldSelf.{field}" if field in required else
+                f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})")
+        rules.append({
+            "rule": rule,
+            "message": f"spec.{field} is immutable after creation (only {allowed} may change); "
+                       "create a new ExtractionJob instead",
+            "fieldPath": f".{field}",
+            "reason": "FieldValueForbidden",
+        })
+    return rules
+
+
+def _add_cross_field_rules(spec: dict[str, Any]) -> None:
+    props = spec["properties"]
+    conc = props["extractors"]["items"]["properties"]["concurrency"]
+    conc["x-kubernetes-validations"] = [{
+        "rule": "self.min <= self.max",
+        "message": "concurrency.min must be <= concurrency.max",
+    }]
+    group = props["cluster"]["properties"]["workerGroups"]["items"]
+    group["x-kubernetes-validations"] = [{
+        "rule": "self.minReplicas <= self.maxReplicas",
+        "message": "minReplicas must be <= maxReplicas",
+    }]
+    doc = props["preprocess"]["properties"]["document"]
+    doc["x-kubernetes-validations"] = [{
+        "rule": "self.overlapChars < self.chunkChars",
+        "message": "overlapChars must be < chunkChars",
+    }]
+    source = props["source"]
+    source["x-kubernetes-validations"] = [{
+        "rule": "!has(self.endpoint) || self.uri.startsWith('s3://')",
+        "message": "endpoint applies only to s3:// sources",
+    }]
+    spec.setdefault("x-kubernetes-validations", []).extend(_immutability_rules(spec))
+
+
+def _printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Job phase."},
+        {"name": "Progress", "type": "integer", "jsonPath": ".status.progress.percent",
+         "description": "Percent of files finished."},
+        {"name": "Files", "type": "string", "jsonPath": ".status.progress.summary",
+         "description": "Files done/total."},
+        {"name": "Points", "type": "integer", "jsonPath": ".status.progress.pointsWritten",
+         "description": "Points written to Qdrant."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+         "description": "Why the job is in this phase."},
+        {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1,
+         "description": "Current attempt."},
+        {"name": "Cluster", "type": "string", "jsonPath": ".status.rayCluster", "priority": 1,
+         "description": "The RayCluster."},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def build_crd() -> dict[str, Any]:
+    spec = _schema_of(ExtractionJobSpec)
+    _add_cross_field_rules(spec)
+    status = _strip_defaults(_schema_of(ExtractionJobStatus))
+    status.pop("required", None)
+    root = {
+        "type": "object",
+        "description": "An ExtractionJob reads files, runs every extractor over each decoded item once on "
+                       "a KubeRay cluster, and writes the results to a Qdrant collection.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "prism.dev/v1alpha1"},
+            "kind": {"type": "string", "description": "ExtractionJob"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}",
+                "message": f"metadata.name must be at most {MAX_JOB_NAME_LENGTH} characters so the "
+                           "RayCluster and RayJob names stay within KubeRay's 47",
+            },
+            {
+                "rule": f"self.metadata.name.matches('{DNS1035_LABEL}')",
+                "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', "
+                           "starting with a letter)",
+            },
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "prism", "app.kubernetes.io/component": "crd"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["xj", "xjob"],
+                "categories": ["prism", "all"],
+            },
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": _printer_columns(),
+                "schema": {"openAPIV3Schema": root},
+            }],
+        },
+    }
