@@ -83,8 +83,10 @@ def _structural(node: Any) -> Any:
         node["minimum"], node["exclusiveMinimum"] = node["exclusiveMinimum"], True
     if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(node["exclusiveMaximum"], bool):
         node["maximum"], node["exclusiveMaximum"] = node["exclusiveMaximum"], True
-    if node.get("default") is None and "default" in node:
-        node.pop("default")
+    if "default" in node:
+        node["default"] = _without_nulls(node["default"])
+        if node["default"] is None:
+            node.pop("default")
     additional = node.get("additionalProperties")
     out: dict[str, Any] = {}
     for key, value in node.items():
@@ -101,6 +103,15 @@ def _structural(node: Any) -> Any:
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     return out
+
+
+def _without_nulls(value: Any) -> Any:
+    """Defaults built by default_factory carry unset optionals as null; the API server wants them absent."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _strip_defaults(node: Any) -> Any:

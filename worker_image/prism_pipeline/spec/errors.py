@@ -43,6 +43,26 @@ def _got(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _pattern_hint(pattern: str) -> str:
+    from .base import DNS1035_LABEL, DNS1123_LABEL, QUANTITY
+    from .models import COLLECTION_NAME, EXTRACTOR_NAME, MODEL_URI
+
+    hints = {
+        QUANTITY: "must be a Kubernetes quantity such as 500m, 8, 16Gi",
+        MODEL_URI: "must be hf://org/name[@revision], file:///path, s3://bucket/key, gs://bucket/key "
+                   "or package://<python-package>",
+        EXTRACTOR_NAME: "must start with a lower-case letter and hold only a-z, 0-9, '_' and '-' (max 63)",
+        COLLECTION_NAME: "must hold only letters, digits, '_' and '-'",
+        DNS1123_LABEL: "must be a DNS-1123 label: lower-case letters, digits and '-'",
+        DNS1035_LABEL: "must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter",
+    }
+    return hints.get(pattern, f"must match {pattern}")
+
+
 def _looks_secret(field: Any) -> bool:
     name = str(field).lower().replace("_", "").replace("-", "")
     return any(word in name for word in ("password", "secret", "token", "apikey", "accesskey", "credential"))
@@ -60,23 +80,24 @@ def _message(err: dict) -> str:
                         "reference it (spec.source.secretRef, spec.sink.qdrant.apiKeySecretRef)")
             return "is not a known field; check the spelling (see `kubectl explain extractionjob.spec`)"
         case "greater_than_equal":
-            return f"must be >= {ctx['ge']}{got}"
+            return f"must be >= {_num(ctx['ge'])}{got}"
         case "greater_than":
-            return f"must be > {ctx['gt']}{got}"
+            return f"must be > {_num(ctx['gt'])}{got}"
         case "less_than_equal":
-            return f"must be <= {ctx['le']}{got}"
+            return f"must be <= {_num(ctx['le'])}{got}"
         case "less_than":
-            return f"must be < {ctx['lt']}{got}"
+            return f"must be < {_num(ctx['lt'])}{got}"
         case "string_too_short":
             return f"must have at least {ctx['min_length']} characters{got}"
         case "string_too_long":
             return f"must have at most {ctx['max_length']} characters{got}"
         case "too_short":
-            return f"must have at least {ctx['min_length']} entries (got {ctx.get('actual_length')})"
+            n = ctx["min_length"]
+            return f"must have at least {n} {'entry' if n == 1 else 'entries'} (got {ctx.get('actual_length')})"
         case "too_long":
             return f"must have at most {ctx['max_length']} entries (got {ctx.get('actual_length')})"
         case "string_pattern_mismatch":
-            return f"must match {ctx['pattern']}{got}"
+            return f"{_pattern_hint(ctx['pattern'])}{got}"
         case "literal_error" | "enum":
             return f"must be one of {ctx['expected']}{got}"
         case "int_parsing" | "int_type" | "int_from_float":

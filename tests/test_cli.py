@@ -1,0 +1,74 @@
+"""The `prism` console script, run as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prism_cli.main import SUBCOMMANDS, _load
+
+ROOT = Path(__file__).resolve().parents[1]
+PRISM = shutil.which("prism", path=str(Path(sys.executable).parent)) or "prism"
+
+
+def prism(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PRISM, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_validate_examples_exit_zero():
+    result = prism("validate", *sorted(str(p) for p in (ROOT / "examples").glob("*.yaml")))
+    assert result.returncode == 0, result.stderr
+    assert "quickstart is valid" in result.stdout
+
+
+def test_validate_reports_file_field_and_value(tmp_path):
+    bad = tmp_path / "job.yaml"
+    bad.write_text((ROOT / "tests/spec/bad/concurrency-min-zero.yaml").read_text())
+    result = prism("validate", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}: spec.extractors[1].concurrency.min: must be >= 1 (got 0)" in result.stderr.splitlines()
+
+
+def test_validate_mixed_files_reports_each(tmp_path):
+    multi = tmp_path / "multi.yaml"
+    good = (ROOT / "examples/minimal.yaml").read_text()
+    multi.write_text(good + "\n---\n" + (ROOT / "tests/spec/bad/unknown-kind.yaml").read_text())
+    result = prism("validate", str(multi), str(tmp_path / "missing.yaml"))
+    assert result.returncode == 1
+    assert f"{multi}[1]: spec.extractors[0].kind: unknown extractor kind 'embeddings'" in result.stderr
+    assert f"{tmp_path / 'missing.yaml'}: no such file" in result.stderr
+    assert f"{multi}[0]: ExtractionJob docs-minimal is valid" in result.stdout
+
+
+def test_validate_not_yaml(tmp_path):
+    junk = tmp_path / "junk.yaml"
+    junk.write_text("spec: [unclosed\n")
+    result = prism("validate", str(junk))
+    assert result.returncode == 1 and "not valid YAML" in result.stderr
+
+
+def test_crd_command_matches_committed_crd():
+    result = prism("crd")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "crds/extractionjob.yaml").read_text()
+
+
+def test_help_lists_only_working_subcommands():
+    result = prism("--help")
+    assert result.returncode == 0
+    present = [name for name in SUBCOMMANDS if _load(name) is not None]
+    assert {"validate", "crd"} <= set(present)
+    for name in SUBCOMMANDS:
+        assert (f"    {name} " in result.stdout) == (name in present), name
+    for name in present:
+        sub = prism(name, "--help")
+        assert sub.returncode == 0, (name, sub.stderr)
+
+
+@pytest.mark.parametrize("args", [[], ["no-such-command"]])
+def test_usage_errors_exit_nonzero(args):
+    assert prism(*args).returncode != 0
