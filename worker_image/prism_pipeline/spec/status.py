@@ -113,6 +113,8 @@ class ExtractionJobStatus(PrismModel):
     dashboard_url: str | None = Field(default=None, alias="dashboardURL", max_length=512,
                                       description="Ray dashboard.")
     attempt: int = Field(default=0, ge=0, description="Current attempt (1 is the first).")
+    failed_attempts: int = Field(default=0, ge=0, description="Attempts that failed; a new attempt starts "
+                                 "while this is at most spec.retries.limit (resumes do not count).")
     start_time: str | None = Field(default=None, description="When the job started (RFC 3339).")
     completion_time: str | None = Field(default=None, description="When the job finished (RFC 3339).")
     progress: Progress = Field(default_factory=Progress, description=Progress.__doc__)
