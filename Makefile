@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/pytest
 
 crd: setup
-	$(BIN)/prism crd > crds/extractionjob.yaml
+	$(BIN)/python scripts/sync_generated.py
 
 clean:
 	rm -rf $(VENV) .prism .pytest_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""Regenerate what is generated from the job contract: crds/extractionjob.yaml and the README's API table.
+Run after changing prism_pipeline.spec (`make crd`); tests fail until both match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prism_cli.cmd_crd import render
+from prism_pipeline.spec.reference import BEGIN, END, markdown_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    (ROOT / "crds" / "extractionjob.yaml").write_text(render())
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + markdown_reference() + text[end:])
+    print("wrote crds/extractionjob.yaml and README.md's API reference")
+
+
+if __name__ == "__main__":
+    main()
