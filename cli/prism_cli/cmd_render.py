@@ -1,0 +1,60 @@
+"""`prism render FILE...`: print the RayCluster and RayJob the operator would create (for GitOps review)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = ("Print, as YAML, the RayCluster and RayJob the operator would create for each ExtractionJob "
+        "(for review; names carry a hash of the job's uid, so pass --uid to match a live job).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="ExtractionJob manifests (YAML)")
+    parser.add_argument("-n", "--namespace", default=None,
+                        help="namespace for manifests that name none (default: 'default')")
+    parser.add_argument("--uid", default=None,
+                        help="the job's metadata.uid: gives the exact child names and owner references")
+    parser.add_argument("--attempt", type=int, default=1, help="RayJob attempt number (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from prism_operator.builders import build_ray_cluster, build_ray_job
+    from prism_pipeline.spec import SpecError, parse_job
+
+    from .manifests import ManifestError, read_documents
+
+    if not 1 <= args.attempt <= 99:
+        print(f"--attempt: must be between 1 and 99 (got {args.attempt})", file=sys.stderr)
+        return 2
+    bad = 0
+    out: list[dict] = []
+    for path in args.files:
+        try:
+            documents = read_documents(path)
+        except ManifestError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+            continue
+        for doc in documents:
+            body = doc.body
+            if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+                body = {**body, "metadata": {**body["metadata"]}}
+                body["metadata"].setdefault("namespace", args.namespace or "default")
+                if args.uid:
+                    body["metadata"]["uid"] = args.uid
+            try:
+                job = parse_job(body, target="cluster")
+            except SpecError as exc:
+                bad += 1
+                for err in exc.errors:
+                    print(f"{doc.where}: {err}", file=sys.stderr)
+                continue
+            if not job.spec.cluster.existing:
+                out.append(build_ray_cluster(job))
+            out.append(build_ray_job(job, args.attempt))
+    if out:
+        print(yaml.safe_dump_all(out, sort_keys=False, width=120), end="")
+    return 1 if bad else 0

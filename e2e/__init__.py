@@ -1,0 +1,1 @@
+"""End-to-end suite on a real cluster (kind + KubeRay + Qdrant + MinIO); see e2e/README.md."""

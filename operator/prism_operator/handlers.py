@@ -1,0 +1,118 @@
+"""Thin kopf handlers: each delegates to the Reconciler. `register()` puts them on a registry, so
+tests run the real kopf runtime with their own registry and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import kopf
+
+from prism_pipeline.spec import GROUP, PLURAL, VERSION, ExtractionJobStatus
+
+from . import metrics
+from .k8s_api import KubeApi, load_client_config
+from .reconcile import Reconciler, old_status
+from .settings import OperatorConfig, configure_kopf
+from .status.conditions import find
+from .status.derive import CLUSTER_DELETED
+
+log = logging.getLogger(__name__)
+RESOURCE = (GROUP, VERSION, PLURAL)
+# A finalizer that cannot reach the API gives up after this many tries (kopf's backoff between them),
+# then leaves the object to owner-reference garbage collection instead of blocking deletion forever.
+DELETE_RETRIES = 10
+
+
+def needs_timer(spec: Any, status: Any, **_: Any) -> bool:
+    """Live jobs, and finished ones whose TTL cleanup is still due; others cost nothing."""
+    parsed = old_status({"status": dict(status or {})})
+    if not parsed.phase.is_terminal():
+        return True
+    if (spec or {}).get("ttlSecondsAfterFinished") is None:
+        return False
+    cluster = find(parsed.conditions, "ClusterReady")
+    return cluster is None or cluster.reason != CLUSTER_DELETED
+
+
+class Runtime:
+    """What the handlers share: the API client, one HTTP session, the metrics server."""
+
+    def __init__(self, config: OperatorConfig):
+        self.config = config
+        self.reconciler: Reconciler | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._metrics: Any = None
+        self.metrics_port: int | None = None
+
+    async def start(self) -> None:
+        api = KubeApi(load_client_config(), timeout=self.config.api_timeout)
+        self._session = aiohttp.ClientSession()
+        self.reconciler = Reconciler(api=api, session=self._session, config=self.config)
+        if self.config.metrics_enabled:
+            self._metrics, self.metrics_port = await metrics.start_server(
+                self.config.metrics_host, self.config.metrics_port)
+            log.info("operator metrics on %s:%s/metrics", self.config.metrics_host, self.metrics_port)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+
+    async def reconcile(self, body: Any, patch: Any, memo: Any) -> ExtractionJobStatus:
+        # Handlers and the timer of one job run in one event loop: a per-job lock keeps their
+        # reconciles from interleaving.
+        lock = memo.setdefault("reconcile_lock", asyncio.Lock())
+        async with lock:
+            status = await self.reconciler.reconcile(body, patch, memo.get("last_status"))
+            memo["last_status"] = status
+            return status
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime:
+    runtime = Runtime(config)
+
+    @kopf.on.startup(registry=registry)
+    async def start_operator(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, config)
+        await runtime.start()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own readers take KUBECONFIG and the service account as they are at login time.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_operator(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.on.probe(id="reconciler", registry=registry)
+    def reconciler_ready(**_: Any) -> bool:
+        return runtime.reconciler is not None
+
+    @kopf.on.create(*RESOURCE, id="create", registry=registry)
+    async def create_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
+        await runtime.reconcile(body, patch, memo)
+
+    @kopf.on.resume(*RESOURCE, id="resume", registry=registry)
+    async def resume_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
+        await runtime.reconcile(body, patch, memo)
+
+    @kopf.on.update(*RESOURCE, id="update", field="spec", registry=registry)
+    async def update_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
+        await runtime.reconcile(body, patch, memo)
+
+    @kopf.timer(*RESOURCE, id="sync", interval=config.timer_interval, when=needs_timer, registry=registry)
+    async def sync_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
+        await runtime.reconcile(body, patch, memo)
+
+    @kopf.on.delete(*RESOURCE, id="delete", retries=DELETE_RETRIES, registry=registry)
+    async def delete_extraction_job(body: Any, memo: Any, **_: Any) -> None:
+        lock = memo.setdefault("reconcile_lock", asyncio.Lock())
+        async with lock:
+            await runtime.reconciler.delete(body)
+
+    return runtime

@@ -1,0 +1,136 @@
+"""The only module that talks to the Kubernetes API (besides kopf itself, which watches and patches
+ExtractionJobs). Every call has a timeout; a failed call is counted and reported to the caller,
+and the next reconcile (one timer interval later) is its bounded retry.
+
+The official client is synchronous, so each call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+RAY_GROUP, RAY_VERSION = "ray.io", "v1"
+RAYCLUSTERS, RAYJOBS = "rayclusters", "rayjobs"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeApiError(RuntimeError):
+    """A Kubernetes API call failed (other than the expected 404/409)."""
+
+
+def load_client_config() -> client.ApiClient:
+    """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        # The client reads KUBECONFIG once, at import; read it now.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    return client.ApiClient()
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient, timeout: float):
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._timeout = timeout
+
+    async def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = self._timeout
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise
+            metrics.API_ERRORS.labels(operation=operation).inc()
+            raise KubeApiError(f"{operation}: HTTP {exc.status} {exc.reason}: {_short(exc.body)}") from None
+        except Exception as exc:  # connection refused, timeouts, TLS: all count as API errors
+            metrics.API_ERRORS.labels(operation=operation).inc()
+            raise KubeApiError(f"{operation}: {type(exc).__name__}: {exc}") from None
+
+    async def _get(self, plural: str, namespace: str, name: str) -> dict | None:
+        try:
+            return await self._call(f"get {plural}", self._custom.get_namespaced_custom_object,
+                                    RAY_GROUP, RAY_VERSION, namespace, plural, name)
+        except ApiException:  # 404 (409 cannot happen on GET)
+            return None
+
+    async def get_ray_cluster(self, namespace: str, name: str) -> dict | None:
+        return await self._get(RAYCLUSTERS, namespace, name)
+
+    async def get_ray_job(self, namespace: str, name: str) -> dict | None:
+        return await self._get(RAYJOBS, namespace, name)
+
+    async def create(self, obj: dict) -> bool:
+        """Create a RayCluster or RayJob; False if it already exists (names are deterministic, so an
+        existing object is the one a previous reconcile or operator instance created)."""
+        plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[obj["kind"]]
+        namespace = obj["metadata"]["namespace"]
+        try:
+            await self._call(f"create {plural}", self._custom.create_namespaced_custom_object,
+                             RAY_GROUP, RAY_VERSION, namespace, plural, obj)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP 404: "
+                               "is KubeRay installed (ray.io/v1 CRDs)?") from None
+        return True
+
+    async def suspend_ray_cluster(self, namespace: str, name: str, suspend: bool) -> None:
+        try:
+            await self._call("patch rayclusters", self._custom.patch_namespaced_custom_object,
+                             RAY_GROUP, RAY_VERSION, namespace, RAYCLUSTERS, name, {"spec": {"suspend": suspend}},
+                             _content_type=MERGE_PATCH)
+        except ApiException:
+            pass  # gone: nothing to suspend
+
+    async def _delete(self, plural: str, namespace: str, name: str) -> bool:
+        try:
+            await self._call(f"delete {plural}", self._custom.delete_namespaced_custom_object,
+                             RAY_GROUP, RAY_VERSION, namespace, plural, name, propagation_policy="Background")
+        except ApiException:
+            return False  # already gone
+        return True
+
+    async def delete_ray_job(self, namespace: str, name: str) -> bool:
+        return await self._delete(RAYJOBS, namespace, name)
+
+    async def delete_ray_cluster(self, namespace: str, name: str) -> bool:
+        return await self._delete(RAYCLUSTERS, namespace, name)
+
+    async def list_cluster_pods(self, namespace: str, cluster: str) -> list[dict]:
+        """Pods of a RayCluster (KubeRay labels them ray.io/cluster)."""
+        selector = f"ray.io/cluster={cluster}"
+        try:
+            response = await self._call("list pods", self._core.list_namespaced_pod, namespace,
+                                        label_selector=selector, _preload_content=False)
+        except ApiException:
+            return []
+        items = json.loads(response.data).get("items") or []
+        # The selector is applied again here: a server that ignored it must not mix in other pods.
+        return [p for p in items if (p.get("metadata", {}).get("labels") or {}).get("ray.io/cluster") == cluster]
+
+    @staticmethod
+    def post_event(body: Any, type_: str, reason: str, message: str) -> None:
+        """Queue an Event on the ExtractionJob (kopf posts it in the background, bounded)."""
+        kopf.event(body, type=type_, reason=reason, message=message[:1024])
+
+
+def _short(body: Any) -> str:
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        return json.loads(text).get("message", text)[:300]
+    except (ValueError, AttributeError):
+        return text[:300]

@@ -1,0 +1,96 @@
+"""Operator configuration from environment variables, and the kopf settings that follow from it.
+
+Every variable is optional; the defaults suit a cluster. Tests shorten the intervals and point
+the progress URL at a local HTTP server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+import kopf
+
+ENV_PREFIX = "PRISM_"
+DEFAULT_PROGRESS_URL = "http://{service}.{namespace}.svc:{port}{path}"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    # Seconds between reconciles of one live job (PRISM_TIMER_INTERVAL).
+    timer_interval: float = 10.0
+    # Where a job's progress endpoint is; {service}, {namespace}, {port}, {path} are filled in
+    # (PRISM_PROGRESS_URL_TEMPLATE).
+    progress_url_template: str = DEFAULT_PROGRESS_URL
+    # Timeout of one progress read, seconds (PRISM_PROGRESS_TIMEOUT).
+    progress_timeout: float = 3.0
+    # Timeout of one Kubernetes API request, seconds (PRISM_API_TIMEOUT).
+    api_timeout: float = 15.0
+    # Operator metrics server: /metrics on this host and port; port 0 picks a free one
+    # (PRISM_METRICS_ENABLED, PRISM_METRICS_HOST, PRISM_METRICS_PORT).
+    metrics_enabled: bool = True
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9100
+    # kopf's retry delay after a handler error, seconds (PRISM_RETRY_BACKOFF).
+    retry_backoff: float = 10.0
+    # Seconds a watch request stays open before kopf re-lists (PRISM_WATCH_TIMEOUT).
+    watch_timeout: float = 300.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key not in env:
+                continue
+            raw = env[key]
+            kind = type(f.default)
+            try:
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
+            except ValueError:
+                raise ConfigError(f"{key}: must be {kind.__name__} (got {raw!r})") from None
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        for name in ("timer_interval", "progress_timeout", "api_timeout", "retry_backoff", "watch_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be > 0 (got {getattr(self, name)})")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"{ENV_PREFIX}METRICS_PORT: must be 0-65535 (got {self.metrics_port})")
+        try:
+            self.progress_url_template.format(service="s", namespace="n", port=1, path="/p")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{ENV_PREFIX}PROGRESS_URL_TEMPLATE: bad placeholder {exc} (allowed: "
+                              "{service} {namespace} {port} {path})") from None
+
+
+def _parse_bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    # kopf's bookkeeping goes to annotations: status belongs to the ExtractionJob's users (DESIGN §3).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="prism.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="prism.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "prism.dev/finalizer"
+    # Events come from our own explicit calls; kopf's handler log lines would flood `kubectl describe`.
+    settings.posting.level = 40  # logging.ERROR
+    settings.execution.default_backoff = config.retry_backoff
+    settings.networking.request_timeout = config.api_timeout * 4
+    settings.networking.connect_timeout = config.api_timeout
+    # Bounded watch requests: a silently dropped connection is noticed within this time.
+    settings.watching.server_timeout = config.watch_timeout
+    settings.watching.client_timeout = config.watch_timeout + 30

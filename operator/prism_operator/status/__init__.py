@@ -1,0 +1,1 @@
+"""Status derivation (pure) and the status patch (the diff, written in one place)."""

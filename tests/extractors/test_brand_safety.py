@@ -1,0 +1,51 @@
+"""brand-safety: zero-shot scores over the configured categories with the CLIP text tower."""
+
+from __future__ import annotations
+
+import pytest
+
+from prism_pipeline.extractors.brand_safety import BrandSafety
+
+from .conftest import image_item, spec
+
+CATEGORIES = ["safe", "violence", "alcohol"]
+
+
+@pytest.mark.slow
+def test_every_category_is_scored_and_scores_sum_to_one(clip_uri, images):
+    ex = BrandSafety(spec("brand-safety", clip_uri, options={"categories": CATEGORIES, "threshold": 0.0}))
+    ex.setup()
+    payloads = ex([image_item(f"i{n}", im) for n, im in enumerate(images)])
+    assert len(payloads) == 2
+    for payload in payloads:
+        assert set(payload["scores"]) == set(CATEGORIES)
+        assert sum(payload["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        # threshold 0: every label, best first, and the first is the top one
+        assert sorted(payload["labels"]) == sorted(CATEGORIES)
+        assert payload["labels"][0] == payload["top"]
+        assert payload["scores"][payload["top"]] == max(payload["scores"].values())
+
+
+@pytest.mark.slow
+def test_threshold_one_keeps_only_certain_labels(clip_uri, images):
+    ex = BrandSafety(spec("brand-safety", clip_uri, options={"categories": CATEGORIES, "threshold": 1.0}))
+    ex.setup()
+    [payload] = ex([image_item("i", images[0])])
+    assert all(payload["scores"][label] >= 1.0 for label in payload["labels"])
+
+
+def test_version_is_the_model_version(clip_uri):
+    ex = BrandSafety(spec("brand-safety", clip_uri))
+    assert ex.version.startswith(clip_uri)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"categories": ["only-one"]}, "at least two"),
+    ({"categories": ["a", "a"]}, "duplicates"),
+    ({"categories": "violence"}, "options.categories must be list"),
+    ({"template": "no placeholder"}, "must contain"),
+    ({"threshold": 2}, r"threshold must be in \[0, 1\]"),
+])
+def test_bad_options_name_the_field(options, message):
+    with pytest.raises(ValueError, match=message):
+        BrandSafety(spec("brand-safety", "file:///nowhere", options=options))

@@ -1,0 +1,154 @@
+"""End to end: suspend/resume, TTL cleanup, deletion with the finalizer, an operator restart mid-job,
+an invalid spec, and running on an existing RayCluster."""
+
+from __future__ import annotations
+
+from .conftest import (
+    child_names,
+    condition,
+    job_manifest,
+    play_cluster_ready,
+    play_rayjob,
+    progress_text,
+    wait_for,
+)
+
+
+def creates(cluster, plural: str) -> int:
+    return sum(1 for r in cluster.requests() if r.method == "POST" and r.resource is not None
+               and r.resource.plural == plural)
+
+
+async def test_suspend_then_resume_starts_a_new_attempt(cluster, operator, progress):
+    async with operator():
+        created = await cluster.create_job(job_manifest())
+        name, rayjob = child_names(created)
+        await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
+        play_cluster_ready(cluster, name)
+        play_rayjob(cluster, rayjob(1), "RUNNING")
+        await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+
+        await cluster.patch_job("campaign", {"spec": {"suspend": True}})
+        await wait_for("Suspended", lambda: cluster.status().get("phase") == "Suspended", state=cluster.status)
+        await wait_for("RayJob stopped", lambda: cluster.rayjobs() == [])
+        rc = cluster.get("ray.io/v1", "rayclusters", name)
+        assert rc["spec"]["suspend"] is True
+        status = cluster.status()
+        assert condition(status, "Suspended")["status"] == "True"
+        assert condition(status, "Progressing")["status"] == "False"
+        assert status["observedGeneration"] == 2
+        cluster.set_child_status("rayclusters", name, {"state": "suspended"})
+
+        await cluster.patch_job("campaign", {"spec": {"suspend": False}})
+        await wait_for("attempt 2", lambda: cluster.rayjobs() == [rayjob(2)] and cluster.status()["attempt"] == 2,
+                       state=cluster.status)
+        await wait_for("cluster resumed",
+                       lambda: cluster.get("ray.io/v1", "rayclusters", name)["spec"]["suspend"] is False)
+        status = cluster.status()
+        assert status["phase"] in ("Provisioning", "Running") and status["attempt"] == 2
+        assert status["failedAttempts"] == 0  # a resume is not a retry
+        assert condition(status, "Suspended")["status"] == "False"
+        play_cluster_ready(cluster, name)
+        play_rayjob(cluster, rayjob(2), "SUCCEEDED", deployment="Complete")
+        await wait_for("Succeeded", lambda: cluster.status().get("phase") == "Succeeded", state=cluster.status)
+        assert cluster.clusters() == [name]
+
+
+async def test_ttl_deletes_the_cluster_after_a_final_progress_read(cluster, operator, progress):
+    async with operator():
+        created = await cluster.create_job(job_manifest(ttlSecondsAfterFinished=1))
+        name, rayjob = child_names(created)
+        await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
+        play_cluster_ready(cluster, name)
+        play_rayjob(cluster, rayjob(1), "RUNNING")
+        progress.texts[f"media/{name}-head-svc"] = progress_text(total=3, done=1, items={"text": 5})
+        await wait_for("progress", lambda: cluster.status().get("progress", {}).get("filesDone") == 1)
+
+        # The pipeline finishes its last files and exits between two timer ticks.
+        progress.texts[f"media/{name}-head-svc"] = progress_text(total=3, done=3, points=42,
+                                                                  items={"text": 9}, finished=True)
+        play_rayjob(cluster, rayjob(1), "SUCCEEDED", deployment="Complete")
+        await wait_for("cluster deleted", lambda: cluster.clusters() == [], state=cluster.status)
+        await wait_for("deletion recorded", lambda: condition(cluster.status(), "ClusterReady").get("reason")
+                       == "ClusterDeleted", state=cluster.status)
+        status = cluster.status()
+        assert status["phase"] == "Succeeded"
+        assert status["progress"]["filesDone"] == 3 and status["progress"]["pointsWritten"] == 42
+        assert condition(status, "ClusterReady")["reason"] == "ClusterDeleted"
+        assert cluster.job() is not None
+        assert "ClusterDeleted" in [e["reason"] for e in cluster.events()]
+
+
+async def test_delete_stops_the_ray_job_through_the_finalizer(cluster, operator, progress):
+    async with operator():
+        created = await cluster.create_job(job_manifest())
+        name, rayjob = child_names(created)
+        await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
+        await wait_for("finalizer", lambda: "prism.dev/finalizer" in cluster.job()["metadata"].get("finalizers", []))
+        play_cluster_ready(cluster, name)
+        play_rayjob(cluster, rayjob(1), "RUNNING")
+        await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+
+        await cluster.delete_job("campaign")
+        await wait_for("job gone", lambda: cluster.job() is None)
+        assert cluster.rayjobs() == []
+        # The RayCluster goes with the job by owner reference (garbage collection, not emulated here).
+        owners = cluster.get("ray.io/v1", "rayclusters", name)["metadata"]["ownerReferences"]
+        assert owners[0]["uid"] == created["metadata"]["uid"]
+
+
+async def test_operator_restart_mid_job_creates_no_duplicates(cluster, operator, progress):
+    async with operator():
+        created = await cluster.create_job(job_manifest())
+        name, rayjob = child_names(created)
+        await wait_for("attempt 1 recorded", lambda: cluster.status().get("attempt") == 1, state=cluster.status)
+        play_cluster_ready(cluster, name)
+        play_rayjob(cluster, rayjob(1), "RUNNING")
+        await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+
+    # Down for a while; KubeRay carries on and the pipeline makes progress.
+    progress.texts[f"media/{name}-head-svc"] = progress_text(total=4, done=2, items={"text": 10})
+    async with operator():
+        await wait_for("progress after restart", lambda: cluster.status()["progress"]["filesDone"] == 2,
+                       state=cluster.status)
+        play_rayjob(cluster, rayjob(1), "SUCCEEDED", deployment="Complete")
+        await wait_for("Succeeded", lambda: cluster.status().get("phase") == "Succeeded", state=cluster.status)
+    assert cluster.clusters() == [name] and cluster.rayjobs() == [rayjob(1)]
+    assert creates(cluster, "rayclusters") == 1 and creates(cluster, "rayjobs") == 1
+
+
+async def test_invalid_spec_fails_and_creates_nothing(cluster, operator, progress):
+    manifest = job_manifest()
+    del manifest["spec"]["sink"]["qdrant"]["url"]  # embedded Qdrant is for `prism run` only
+    manifest["spec"]["extractors"][1]["concurrency"] = {"min": 0}
+    async with operator():
+        await cluster.create_job(manifest)
+        await wait_for("Failed", lambda: cluster.status().get("phase") == "Failed", state=cluster.status)
+        status = cluster.status()
+        assert status["reason"] == "InvalidSpec"
+        assert "spec.extractors[1].concurrency.min: must be >= 1" in status["message"]
+        assert condition(status, "Failed")["reason"] == "InvalidSpec"
+        await wait_for("InvalidSpec event", lambda: any(e["reason"] == "InvalidSpec" for e in cluster.events()))
+    assert cluster.clusters() == [] and cluster.rayjobs() == []
+    assert creates(cluster, "rayclusters") == 0 and creates(cluster, "rayjobs") == 0
+
+
+async def test_existing_cluster_owns_only_the_rayjob(cluster, operator, progress):
+    manifest = job_manifest(cluster={"existing": "shared"})
+    async with operator():
+        created = await cluster.create_job(manifest)
+        _, rayjob = child_names(created)
+        await wait_for("cluster missing is reported", lambda: condition(cluster.status(), "ClusterReady")
+                       .get("reason") == "ClusterNotFound", state=cluster.status)
+        assert cluster.rayjobs() == []
+        cluster.add_object("ray.io/v1", "rayclusters", {
+            "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "shared", "namespace": "media"},
+            "spec": {}, "status": {"state": "ready"}})
+        await wait_for("RayJob on the shared cluster", lambda: cluster.rayjobs() == [rayjob(1)],
+                       state=cluster.status)
+        rj = cluster.get("ray.io/v1", "rayjobs", rayjob(1))
+        assert rj["spec"]["clusterSelector"] == {"ray.io/cluster": "shared"}
+        play_rayjob(cluster, rayjob(1), "SUCCEEDED", deployment="Complete")
+        await wait_for("Succeeded", lambda: cluster.status().get("phase") == "Succeeded", state=cluster.status)
+        assert cluster.status()["rayCluster"] == "shared"
+    assert cluster.clusters() == ["shared"] and creates(cluster, "rayclusters") == 0

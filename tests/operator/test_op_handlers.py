@@ -1,0 +1,76 @@
+"""The handler layer without the kopf runtime: the timer filter, settings, the status writer,
+the operator's own metrics, and `prism operator`'s configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from prism_operator import metrics
+from prism_operator.handlers import needs_timer
+from prism_operator.reconcile import old_status, write_status
+from prism_operator.settings import ConfigError, OperatorConfig
+from prism_pipeline.spec import ExtractionJobStatus, Phase
+
+
+@pytest.mark.parametrize("spec,status,expected", [
+    ({}, {}, True),
+    ({}, {"phase": "Running"}, True),
+    ({}, {"phase": "Suspended"}, True),
+    ({}, {"phase": "Succeeded"}, False),
+    ({"ttlSecondsAfterFinished": 60}, {"phase": "Failed"}, True),
+    ({"ttlSecondsAfterFinished": 60}, {"phase": "Succeeded", "conditions": [
+        {"type": "ClusterReady", "status": "False", "reason": "ClusterDeleted"}]}, False),
+])
+def test_timer_runs_only_while_there_is_work(spec, status, expected):
+    assert needs_timer(spec=spec, status=status) is expected
+
+
+def test_config_from_env():
+    config = OperatorConfig.from_env({"PRISM_TIMER_INTERVAL": "2.5", "PRISM_METRICS_ENABLED": "false",
+                                      "PRISM_PROGRESS_URL_TEMPLATE": "http://proxy/{namespace}/{service}{path}"})
+    assert (config.timer_interval, config.metrics_enabled) == (2.5, False)
+    assert OperatorConfig.from_env({}) == OperatorConfig()
+    for env, message in [({"PRISM_TIMER_INTERVAL": "soon"}, "PRISM_TIMER_INTERVAL: must be float"),
+                         ({"PRISM_TIMER_INTERVAL": "0"}, "must be > 0"),
+                         ({"PRISM_METRICS_ENABLED": "maybe"}, "PRISM_METRICS_ENABLED"),
+                         ({"PRISM_PROGRESS_URL_TEMPLATE": "http://{host}/"}, "bad placeholder 'host'")]:
+        with pytest.raises(ConfigError, match=message):
+            OperatorConfig.from_env(env)
+
+
+def test_write_status_patches_only_the_diff():
+    body = {"status": ExtractionJobStatus(phase=Phase.RUNNING, attempt=1).to_wire()}
+    patch: dict = {}
+    assert write_status(patch, body, ExtractionJobStatus(phase=Phase.RUNNING, attempt=1)) == {}
+    assert patch == {}
+    write_status(patch, body, ExtractionJobStatus(phase=Phase.SUCCEEDED, attempt=1))
+    assert patch == {"status": {"phase": "Succeeded"}}
+
+
+def test_old_status_survives_a_mangled_status():
+    assert old_status({"status": {"phase": "Running", "attempt": 2, "conditions": "oops"}}).attempt == 2
+    assert old_status({"status": {"phase": "Exploded"}}) == ExtractionJobStatus()
+    assert old_status({}) == ExtractionJobStatus()
+
+
+def test_job_metrics_follow_the_jobs():
+    from prometheus_client import generate_latest
+
+    metrics.observe_job("ns", "a", ExtractionJobStatus(phase=Phase.RUNNING))
+    metrics.observe_job("ns", "b", ExtractionJobStatus(phase=Phase.RUNNING))
+    metrics.observe_job("ns", "b", ExtractionJobStatus(phase=Phase.FAILED))
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'prism_operator_jobs{phase="Running"} 1.0' in text and 'prism_operator_jobs{phase="Failed"} 1.0' in text
+    metrics.forget_job("ns", "a")
+    metrics.forget_job("ns", "b")
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'prism_operator_jobs{phase="Running"} 0.0' in text
+    assert 'job="a"' not in text
+
+
+def test_prism_operator_rejects_bad_settings(monkeypatch, capsys):
+    from prism_cli.main import main
+
+    monkeypatch.setenv("PRISM_TIMER_INTERVAL", "-1")
+    assert main(["operator"]) == 2
+    assert "PRISM_TIMER_INTERVAL: must be > 0" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""What a person sees: a live progress bar drawn from the progress actor, and the summary table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from prism_pipeline.pipeline import JobResult
+
+POLL_S = 0.5
+PLAIN_EVERY_S = 10.0  # not a terminal (CI logs): one line every so often instead of redraws
+
+
+class ProgressBar:
+    """Polls the progress actor from a thread (off the pipeline's hot path) and redraws one line."""
+
+    def __init__(self, name: str, out: TextIO = sys.stderr, width: int = 28):
+        self.name, self.out, self.width = name, out, width
+        self.actor: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tty = hasattr(out, "isatty") and out.isatty()
+        self._started = time.monotonic()
+        self._drawn = False
+
+    def attach(self, actor: Any) -> None:
+        self.actor = actor
+        self._thread = threading.Thread(target=self._loop, name="prism-progress-bar", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self._tty and self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+
+    def _loop(self) -> None:
+        import ray
+
+        last_plain = 0.0
+        while not self._stop.wait(POLL_S):
+            try:
+                snap = ray.get(self.actor.snapshot.remote(), timeout=5)
+            except Exception:
+                continue  # a slow answer skips a frame; the bar is cosmetic
+            line = self.render(snap)
+            if self._tty:
+                self.out.write("\r" + line.ljust(110)[:130])
+                self._drawn = True
+            elif time.monotonic() - last_plain >= PLAIN_EVERY_S:
+                self.out.write(line + "\n")
+                last_plain = time.monotonic()
+            self.out.flush()
+
+    def render(self, snap: dict[str, Any]) -> str:
+        c, total = snap["counts"], snap["files_total"]
+        finished = c.get("files_done", 0) + c.get("files_failed", 0) + c.get("files_skipped", 0)
+        frac = finished / total if total else 1.0
+        filled = int(frac * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = time.monotonic() - self._started
+        items = sum(v for k, v in c.items() if k.startswith("items:"))
+        return (f"{self.name} [{bar}] {int(finished)}/{total} files  {int(c.get('files_failed', 0))} failed  "
+                f"{int(c.get('files_skipped', 0))} skipped  {int(items)} items  "
+                f"{int(c.get('points', 0))} points  {_clock(elapsed)}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def summary(result: JobResult) -> str:
+    t = result.tracker
+    state = "Succeeded" if result.ok else "Failed"
+    lines = [
+        f"Job {result.name}: {state} in {result.wall_s:.1f} s",
+        "",
+        f"  {'files':<10} {t.files_total} listed, {t.files_done} done, {t.files_failed} failed, "
+        f"{t.files_skipped} skipped (already in the collection)",
+        f"  {'decodes':<10} {t.decodes}   bytes read {_bytes(t.bytes_read)}",
+        f"  {'points':<10} {t.points} written; collection {result.collection!r} holds "
+        f"{result.points_in_collection if result.points_in_collection is not None else '?'}",
+        f"  {'wall time':<10} {result.wall_s:.1f} s",
+        "",
+    ]
+    names = result.extractors
+    width = max([9, *map(len, names)])
+    lines.append(f"  {'EXTRACTOR':<{width}}  {'ITEMS':>7}  {'FAILED':>6}")
+    for name in names:
+        lines.append(f"  {name:<{width}}  {t.items.get(name, 0):>7}  {t.items_failed.get(name, 0):>6}")
+    if t.failures:
+        lines += ["", f"  Failures ({t.files_failed}):", f"  {'STAGE':<10} {'FILES':>5}  REASON"]
+        for (stage, reason), n in sorted(t.failure_reasons().items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {stage:<10} {n:>5}  {reason}")
+        lines.append("")
+        for f in t.failures[:10]:
+            lines.append(f"  - {f.uri} [{f.stage}]")
+        if len(t.failures) > 10:
+            lines.append(f"  ... and {len(t.failures) - 10} more (see the failure ledger)")
+    lines += ["", "  " + result.message]
+    return "\n".join(lines)

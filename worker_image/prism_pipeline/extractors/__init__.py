@@ -1,0 +1,72 @@
+"""Extractors: the built-in kinds and the `python: module:Class` plug-in loader."""
+
+from __future__ import annotations
+
+import importlib
+
+from prism_pipeline.spec import Extractor as ExtractorSpec
+
+from .base import Extractor, Payload, Vector
+
+__all__ = ["BUILTINS", "Extractor", "ExtractorError", "Payload", "Vector", "build", "build_all"]
+
+# kind -> "module:Class", imported only when used (each pulls in its own heavy deps).
+BUILTINS = {
+    "text-embedding": "prism_pipeline.extractors.text_embedding:TextEmbedding",
+    "face-detection": "prism_pipeline.extractors.face_detection:FaceDetection",
+    "shot-boundary": "prism_pipeline.extractors.shot_boundary:ShotBoundary",
+    "image-embedding": "prism_pipeline.extractors.image_embedding:ImageEmbedding",
+    "transcription": "prism_pipeline.extractors.transcription:Transcription",
+    "object-detection": "prism_pipeline.extractors.object_detection:ObjectDetection",
+    "caption": "prism_pipeline.extractors.caption:Caption",
+    "brand-safety": "prism_pipeline.extractors.brand_safety:BrandSafety",
+    "ocr": "prism_pipeline.extractors.ocr:OCR",
+}
+
+
+class ExtractorError(ValueError):
+    """An extractor that cannot be built; the message names spec.extractors[i]."""
+
+
+def _load_class(path: str, where: str) -> type:
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name.strip())
+    except ImportError as err:
+        raise ExtractorError(f"{where}.kind: cannot import plug-in module {module_name!r} ({err}); install "
+                             "it in the worker image or put it on PYTHONPATH") from err
+    cls = getattr(module, class_name.strip(), None)
+    if cls is None:
+        raise ExtractorError(f"{where}.kind: module {module_name!r} has no class {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+        raise ExtractorError(f"{where}.kind: {path} must be a subclass of "
+                             "prism_pipeline.extractors.Extractor")
+    return cls
+
+
+def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
+    """An extractor instance (no model loaded yet) with its declarations checked."""
+    if spec.plugin_path:
+        cls = _load_class(spec.plugin_path, where)
+    elif spec.kind in BUILTINS:
+        cls = _load_class(BUILTINS[spec.kind], where)
+    else:
+        raise ExtractorError(f"{where}.kind: {spec.kind!r} is not available in this version of the worker "
+                             f"(available: {', '.join(BUILTINS)}, or a 'python: module:Class' plug-in)")
+    try:
+        ex = cls(spec)
+        output, modalities = ex.output, ex.modalities
+    except (ValueError, TypeError) as err:
+        raise ExtractorError(f"{where}: {err}") from err
+    if not isinstance(output, Vector | Payload):
+        raise ExtractorError(f"{where}: {cls.__name__}.output must be Vector(size) or Payload()")
+    if isinstance(output, Vector) and output.size < 1:
+        raise ExtractorError(f"{where}: {cls.__name__}.output vector size must be >= 1")
+    if not modalities or not set(modalities) <= {"image", "audio", "text"}:
+        raise ExtractorError(f"{where}: {cls.__name__}.modalities must be a non-empty subset of "
+                             f"image, audio, text (got {sorted(modalities)})")
+    return ex
+
+
+def build_all(specs: list[ExtractorSpec]) -> list[Extractor]:
+    return [build(s, f"spec.extractors[{i}]") for i, s in enumerate(specs)]

@@ -1,0 +1,59 @@
+"""Reading the job the entrypoint is given: a file path (YAML or JSON) or inline JSON, holding the
+operator's {"apiVersion", "kind", "metadata", "spec"} object or a bare spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prism_pipeline.spec import ExtractionJobSpec, SpecError, Target, parse_job, parse_spec
+
+
+@dataclass(frozen=True)
+class JobArg:
+    name: str
+    uid: str | None
+    spec: ExtractionJobSpec
+
+
+class JobArgError(ValueError):
+    pass
+
+
+def load(text: str, target: Target = "any", default_name: str = "job") -> JobArg:
+    """Parse --spec: inline JSON when it starts with '{', else a path to a YAML/JSON file."""
+    stripped = text.strip()
+    where = "--spec"
+    if stripped.startswith("{"):
+        try:
+            obj: Any = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            raise JobArgError(f"--spec: not valid JSON: {err}") from err
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise JobArgError(f"--spec: {text!r} is neither inline JSON nor a readable file")
+        where = str(path)
+        import yaml
+
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except yaml.YAMLError as err:
+            raise JobArgError(f"{path}: not valid YAML/JSON: {err}") from err
+        if len(docs) != 1:
+            raise JobArgError(f"{path}: expected exactly one document (got {len(docs)})")
+        obj = docs[0]
+    if not isinstance(obj, dict):
+        raise JobArgError(f"{where}: expected a mapping (an ExtractionJob or its spec)")
+    try:
+        if "spec" in obj or "apiVersion" in obj:
+            if "apiVersion" in obj or "kind" in obj:
+                job = parse_job(obj, target=target)
+                return JobArg(job.metadata.name, job.metadata.uid, job.spec)
+            meta = obj.get("metadata") or {}
+            return JobArg(meta.get("name") or default_name, meta.get("uid"), parse_spec(obj["spec"], target))
+        return JobArg(default_name, None, parse_spec(obj, target))
+    except SpecError as err:
+        raise JobArgError(f"{where}: invalid ExtractionJob:\n{err}") from err

@@ -1,0 +1,122 @@
+"""The driver's account of every file: done, failed (the failure ledger), skipped.
+
+It reads the outcome rows at the end of the stream. A file is done when all of its items have come
+through (each item row carries its file's item count); it fails if it could not be read or decoded,
+or if an extractor failed on any of its items (its other items are still written).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prism_pipeline import rows as R
+
+
+@dataclass(frozen=True)
+class Failure:
+    uri: str
+    stage: str    # read, decode, an extractor name, or pipeline
+    error: str
+
+
+@dataclass
+class FileTracker:
+    files_total: int
+    files_done: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    points: int = 0
+    bytes_read: int = 0
+    decodes: int = 0
+    items: Counter = field(default_factory=Counter)         # extractor -> items it produced output for
+    items_failed: Counter = field(default_factory=Counter)  # extractor -> items it failed on
+    failures: list[Failure] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)
+    _first_error: dict[str, dict[str, str]] = field(default_factory=dict)
+    _finished_uris: set[str] = field(default_factory=set)
+
+    def observe(self, o: dict[str, Any]) -> tuple[str, str, int] | None:
+        """Account for one outcome row; return (uri, content_hash, items) when it finishes a
+        file cleanly (that file may be recorded for incremental runs)."""
+        uri, status = o["uri"], o["status"]
+        self.bytes_read += o.get("bytes_read") or 0
+        self.decodes += int(bool(o.get("decoded")))
+        for name in o.get("processed", ()):
+            self.items[name] += 1
+        if status == R.FAILED:
+            err = o["errors"][0] if o["errors"] else {"stage": "pipeline", "error": "failed"}
+            self._fail(uri, err["stage"], err["error"])
+            return None
+        if status == R.SKIPPED:
+            self.files_skipped += 1
+            self._finished_uris.add(uri)
+            return None
+        if status == R.EMPTY:
+            self.files_done += 1
+            self._finished_uris.add(uri)
+            return uri, o["content_hash"], 0
+        for err in o["errors"]:
+            self.items_failed[err["stage"]] += 1
+        if o["errors"]:
+            self._first_error.setdefault(uri, o["errors"][0])
+        seen = self._seen.get(uri, 0) + 1
+        if seen < o["file_items"]:
+            self._seen[uri] = seen
+            return None
+        self._seen.pop(uri, None)
+        err = self._first_error.pop(uri, None)
+        if err:
+            self._fail(uri, err["stage"], err["error"])
+            return None
+        self.files_done += 1
+        self._finished_uris.add(uri)
+        return uri, o["content_hash"], o["file_items"]
+
+    def _fail(self, uri: str, stage: str, error: str) -> None:
+        self.files_failed += 1
+        self._finished_uris.add(uri)
+        self.failures.append(Failure(uri, stage, error))
+
+    @property
+    def files_finished(self) -> int:
+        return self.files_done + self.files_failed + self.files_skipped
+
+    def close(self, listed: list[str]) -> None:
+        """After the stream ends: any file without a full outcome is a failure, never a silent gap."""
+        for uri, seen in sorted(self._seen.items()):
+            self._fail(uri, "pipeline", f"{uri}: only {seen} of its items came through the pipeline")
+        self._seen.clear()
+        for uri in listed:
+            if uri not in self._finished_uris:
+                self._fail(uri, "pipeline", f"{uri}: no outcome came through the pipeline")
+
+    def counts(self) -> dict[str, float]:
+        """Totals in the progress actor's counter keys."""
+        out: dict[str, float] = {
+            "files_done": self.files_done, "files_failed": self.files_failed,
+            "files_skipped": self.files_skipped, "points": self.points,
+            "bytes_read": self.bytes_read, "decodes": self.decodes,
+        }
+        out.update({f"items:{k}": v for k, v in self.items.items()})
+        out.update({f"items_failed:{k}": v for k, v in self.items_failed.items()})
+        return out
+
+    def failure_reasons(self) -> Counter:
+        """Failures grouped by stage and the error's first words (for the summary table)."""
+        return Counter((f.stage, _reason(f.error, f.uri)) for f in self.failures)
+
+    def write(self, path: Path) -> None:
+        """The full ledger as JSON lines (the status keeps only 10 samples)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            for failure in self.failures:
+                f.write(json.dumps(asdict(failure)) + "\n")
+
+
+def _reason(error: str, uri: str) -> str:
+    text = error[len(uri) + 2:] if error.startswith(uri + ": ") else error
+    return text.split(";", 1)[0].strip()[:80]

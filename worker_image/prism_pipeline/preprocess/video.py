@@ -1,0 +1,147 @@
+"""Video: sampled frames (framesPerSecond, at most maxFrames, evenly spread beyond) and the audio track.
+
+A cheap demux pass (no decoding) indexes every video packet: its timestamp and whether it is a
+keyframe. That fixes the duration, which source frames are wanted, and where to seek: a wanted
+frame in a later GOP is reached by seeking to its keyframe instead of decoding everything between.
+Only the wanted frames are converted to RGB, scaled to maxSide inside libswscale.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .image import fit_within
+from .items import DecodeError
+
+
+@dataclass
+class SampledFrame:
+    frame: int            # index of the frame in the source (presentation order)
+    timestamp: float      # seconds from the start of the video
+    image: np.ndarray     # HxWx3 uint8 RGB
+
+
+@dataclass
+class _Index:
+    pts: list[int]        # presentation timestamps of every frame, sorted
+    keyframes: list[int]  # pts of keyframes, sorted
+    start: int
+    duration: float       # seconds
+
+
+def sample_times(duration: float, fps: float, max_frames: int) -> list[float]:
+    """Seconds to sample: every 1/fps, or max_frames evenly spread when that would be more."""
+    if duration <= 0:
+        return [0.0]
+    count = max(1, math.ceil(duration * fps - 1e-9))
+    if count <= max_frames:
+        return [k / fps for k in range(count)]
+    return [k * duration / max_frames for k in range(max_frames)]
+
+
+def sample_frames(container, stream, fps: float, max_frames: int, max_side: int,
+                  name: str) -> Iterator[SampledFrame]:
+    """The sampled frames in order, decoded as they are needed. Each source frame comes at most once
+    (asking for more frames per second than the video has gives every frame). A stream that
+    breaks after some frames (a damaged tail) ends the sequence; one that yields none raises."""
+    import av
+
+    stream.thread_type = "AUTO"
+    try:
+        index = _index(container, stream)
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"{name}: video cannot be read ({err})") from err
+    if index is None:
+        raise DecodeError(f"{name}: the video stream has no frames")
+    tb = float(stream.time_base)
+    wanted = sorted({_frame_at(index, index.start + round(t / tb))
+                     for t in sample_times(index.duration, fps, max_frames)})
+    by_pts = {p: i for i, p in enumerate(index.pts)}
+    produced = 0
+    try:
+        for p, img in _decode_wanted(container, stream, index, [index.pts[i] for i in wanted], max_side):
+            produced += 1
+            yield SampledFrame(by_pts.get(p, _frame_at(index, p)), round((p - index.start) * tb, 6), img)
+    except av.error.FFmpegError as err:
+        if not produced:
+            raise DecodeError(f"{name}: video cannot be decoded ({err})") from err
+        return
+    if not produced:
+        raise DecodeError(f"{name}: no video frame could be decoded")
+
+
+def _index(container, stream) -> _Index | None:
+    """Timestamps and keyframes of every video packet, without decoding any of them."""
+    pts, keyframes, last_duration = [], [], 0
+    for packet in container.demux(stream):
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None or packet.size == 0:
+            continue  # the flush packet at the end, or a packet with no timestamp to place
+        pts.append(ts)
+        if packet.is_keyframe:
+            keyframes.append(ts)
+        last_duration = packet.duration or 0
+    if not pts:
+        return None
+    pts.sort()
+    keyframes.sort()
+    if not keyframes:
+        keyframes = [pts[0]]
+    tb = float(stream.time_base)
+    if not last_duration:
+        rate = stream.average_rate or stream.guessed_rate
+        last_duration = round(1 / (float(rate) * tb)) if rate else 0
+    return _Index(pts, keyframes, pts[0], (pts[-1] + last_duration - pts[0]) * tb)
+
+
+def _frame_at(index: _Index, ts: int) -> int:
+    """The frame on screen at timestamp ts: the last one that starts at or before it."""
+    return max(0, bisect.bisect_right(index.pts, ts) - 1)
+
+
+def _decode_wanted(container, stream, index: _Index, targets: list[int],
+                   max_side: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(pts, RGB image) of the frames with the given pts (ascending). Seeks forward to a target's
+    keyframe when that keyframe lies beyond the one being decoded; otherwise keeps decoding."""
+    frames = None
+    current_kf: int | None = None
+    i = 0
+    while i < len(targets):
+        target = targets[i]
+        kf = index.keyframes[max(0, bisect.bisect_right(index.keyframes, target) - 1)]
+        if frames is None or current_kf is None or kf > current_kf:
+            container.seek(kf, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            current_kf = kf
+        reached = False
+        for frame in frames:
+            ts = frame.pts if frame.pts is not None else frame.dts
+            if ts is None:
+                continue
+            if frame.key_frame:
+                current_kf = ts
+            if ts < target:
+                continue
+            yield target, _rgb(frame, max_side)
+            i += 1
+            while i < len(targets) and targets[i] <= ts:
+                i += 1  # a damaged stream skipped past these; the frame shown covers them
+            reached = True
+            break
+        if not reached:
+            break  # end of stream
+
+
+def _rgb(frame, max_side: int) -> np.ndarray:
+    width, height = fit_within(frame.width, frame.height, max_side)
+    img = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
+    rotation = getattr(frame, "rotation", 0) or 0
+    if rotation % 360:
+        # Phone videos store "display rotated by N degrees" (counter-clockwise) as side data.
+        img = np.ascontiguousarray(np.rot90(img, k=(rotation // 90) % 4))
+    return img

@@ -1,0 +1,157 @@
+"""Live progress: one Ray actor per job, fed once per batch, serving Prometheus text.
+
+Stages call `progress.add.remote({...})` once per batch and never wait for it (one actor takes
+~8k calls/s; a per-row call or a ray.get on the hot path would throttle the pipeline). The actor
+runs an HTTP server thread on the driver's node (the Ray head in a RayJob), where the operator
+scrapes PROGRESS_PORT with the metric names of prism_pipeline.spec.metrics. The driver's stream
+is authoritative: at the end it pushes its exact totals with `finish`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prism_pipeline.spec import MAX_FAILURE_SAMPLES
+from prism_pipeline.spec import metrics as m
+
+# Counter keys stages send; per-extractor ones are "items:<name>" and "items_failed:<name>".
+COUNTERS = {
+    "files_done": m.FILES_DONE, "files_failed": m.FILES_FAILED, "files_skipped": m.FILES_SKIPPED,
+    "points": m.POINTS_WRITTEN, "bytes_read": m.BYTES_READ, "decodes": m.DECODES,
+    "cpu_seconds": m.CPU_SECONDS, "gpu_seconds": m.GPU_SECONDS,
+}
+
+
+class ProgressState:
+    """The counters and their Prometheus rendering; thread-safe (actor thread + HTTP thread)."""
+
+    def __init__(self, job: str):
+        self.job = job
+        self._lock = threading.Lock()
+        self.counts: dict[str, float] = defaultdict(float)
+        self.files_total = 0
+        self.failures: list[dict[str, str]] = []
+        self.finished = False
+        self.start_time = time.time()
+
+    def add(self, counts: dict[str, float], failures: list[dict[str, str]] | None = None) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                self.counts[k] += v
+            for f in failures or ():
+                if len(self.failures) < MAX_FAILURE_SAMPLES:
+                    self.failures.append(f)
+
+    def finish(self, counts: dict[str, float], failures: list[dict[str, str]]) -> None:
+        with self._lock:
+            self.counts.update(counts)
+            self.failures = list(failures[:MAX_FAILURE_SAMPLES])
+            self.finished = True
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"files_total": self.files_total, "counts": dict(self.counts),
+                    "failures": list(self.failures), "finished": self.finished,
+                    "start_time": self.start_time}
+
+    def prometheus(self) -> bytes:
+        s = self.snapshot()
+        lines: list[str] = []
+
+        def family(name: str, kind: str, doc: str, samples: list[tuple[str, dict[str, str], float]]) -> None:
+            base = name[: -len("_total")] if kind == "counter" and name.endswith("_total") else name
+            lines.append(f"# HELP {base} {doc}")
+            lines.append(f"# TYPE {base} {kind}")
+            for sample, labels, value in samples:
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+                lines.append(f"{sample}{{{text}}} {value:g}" if text else f"{sample} {value:g}")
+
+        job = {"job": self.job}
+        family(m.FILES_TOTAL, "gauge", "Files listed.", [(m.FILES_TOTAL, job, s["files_total"])])
+        for key, name in COUNTERS.items():
+            family(name, "counter", key.replace("_", " ") + ".", [(name, job, s["counts"].get(key, 0))])
+        for prefix, name in (("items:", m.ITEMS), ("items_failed:", m.ITEMS_FAILED)):
+            samples = [(name, {**job, "extractor": k[len(prefix):]}, v)
+                       for k, v in sorted(s["counts"].items()) if k.startswith(prefix)]
+            family(name, "counter", f"Items per extractor ({prefix[:-1]}).", samples)
+        family(m.FAILURE_SAMPLE, "gauge", "A failed file (at most 10).",
+               [(m.FAILURE_SAMPLE, {**job, **{k: str(f.get(k, ""))[:300] for k in ("uri", "stage", "error")}}, 1)
+                for f in s["failures"]])
+        family(m.PIPELINE_FINISHED, "gauge", "1 once the pipeline has finished.",
+               [(m.PIPELINE_FINISHED, job, 1 if s["finished"] else 0)])
+        family(m.START_TIME, "gauge", "Unix time the pipeline started.", [(m.START_TIME, job, s["start_time"])])
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def serve(state: ProgressState, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Serve state.prometheus() on http://host:port/metrics from a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            if self.path.split("?", 1)[0] not in (m.PROGRESS_PATH, "/"):
+                self.send_error(404)
+                return
+            body = state.prometheus()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # scrapes every few seconds would flood the job log
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="prism-progress-http", daemon=True).start()
+    return server
+
+
+class ProgressActor:
+    """The Ray actor wrapper (created with ray.remote in `start_progress_actor`)."""
+
+    def __init__(self, job: str, files_total: int, port: int | None):
+        self.state = ProgressState(job)
+        self.state.files_total = files_total
+        self.server = serve(self.state, port) if port is not None else None
+
+    def port(self) -> int | None:
+        return self.server.server_address[1] if self.server else None
+
+    def add(self, counts: dict[str, float], failures: list[dict[str, str]] | None = None) -> None:
+        self.state.add(counts, failures)
+
+    def finish(self, counts: dict[str, float], failures: list[dict[str, str]]) -> None:
+        self.state.finish(counts, failures)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.state.snapshot()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def start_progress_actor(job: str, files_total: int, port: int | None):
+    """The job's progress actor, pinned to this (the driver's) node: the head's progress port is
+    where the operator looks. num_cpus=0 so it fits on a zero-CPU head and never takes a worker slot."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ProgressActor)
+    actor = actor_cls.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
+    ).remote(job, files_total, port)
+    # One ray.get at start-up (not on the hot path): surfaces a busy port before any work starts.
+    bound = ray.get(actor.port.remote(), timeout=60)
+    return actor, bound
