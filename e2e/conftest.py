@@ -95,9 +95,12 @@ def kubectl(kubeconfig: str, request: pytest.FixtureRequest) -> Kubectl:
     """kubectl in the e2e namespace, after checking that the stack is there."""
     kc = Kubectl(kubeconfig)
     missing = []
-    for crd in ("extractionjobs.prism.dev", "rayclusters.ray.io", "rayjobs.ray.io"):
-        if kc.get("crd", crd) is None:
-            missing.append(f"CRD {crd}")
+    try:
+        for crd in ("extractionjobs.prism.dev", "rayclusters.ray.io", "rayjobs.ray.io"):
+            if kc.get("crd", crd) is None:
+                missing.append(f"CRD {crd}")
+    except KubectlError as exc:
+        pytest.exit(f"cannot reach the cluster of {kubeconfig}: {exc}", returncode=2)
     checks = [
         (request.config.getoption("--operator-namespace"), "deployment",
          request.config.getoption("--operator-deployment")),
@@ -135,8 +138,9 @@ def qdrant(kubectl: Kubectl):
 
 
 @pytest.fixture
-def jobs(kubectl: Kubectl, media_uris: list[str], request: pytest.FixtureRequest):
-    runner = Jobs(kubectl, request.config.getoption("--job-image"), keep=request.config.getoption("--keep-jobs"))
+def jobs(kubectl: Kubectl, media_uris: list[str], qdrant: QdrantHTTP, request: pytest.FixtureRequest):
+    runner = Jobs(kubectl, request.config.getoption("--job-image"), qdrant,
+                  keep=request.config.getoption("--keep-jobs"))
     yield runner
     runner.cleanup()
 

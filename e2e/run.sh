@@ -161,6 +161,8 @@ parse_args() {
   fi
   [[ $CONTAINER_ENGINE == docker || $CONTAINER_ENGINE == podman ]] \
     || die "CONTAINER_ENGINE must be docker or podman (got '$CONTAINER_ENGINE')"
+  # kind runs its node on the same engine that builds the images.
+  if [[ $CONTAINER_ENGINE == podman ]]; then export KIND_EXPERIMENTAL_PROVIDER=${KIND_EXPERIMENTAL_PROVIDER:-podman}; fi
   local prefix=""
   [[ -n "$REGISTRY" ]] && prefix="$REGISTRY/"
   OPERATOR_IMAGE=${OPERATOR_IMAGE:-${prefix}prism-operator:$IMAGE_TAG}
@@ -184,9 +186,13 @@ preflight() {
         || die "kind $KIND_MIN_VERSION or newer is needed for $KIND_NODE_IMAGE (found '${have:-unknown}')"
     fi
   fi
-  need_file Dockerfile "the operator image (issue 3)"
-  need_file worker_image/Dockerfile "the worker image (issue 5)"
-  need_file manifests/kustomization.yaml "the operator's kustomize base (issue 3)"
+  if (( SETUP )); then
+    if (( BUILD )); then
+      need_file Dockerfile "the operator image (issue 3)"
+      need_file worker_image/Dockerfile "the worker image (issue 5)"
+    fi
+    need_file manifests/kustomization.yaml "the operator's kustomize base (issue 3)"
+  fi
   run mkdir -p "$WORKDIR"
 }
 
@@ -315,7 +321,10 @@ main() {
   if (( SETUP )); then
     if (( BUILD )); then build_images; fi
     if [[ $MODE == kind ]]; then create_cluster; fi
-    if (( BUILD )) && { [[ $MODE == kind ]] || (( KIND_LOAD )) || [[ -n "$REGISTRY" ]]; }; then
+    # Pushed images are pushed only when built here; kind gets the local images either way.
+    if [[ -n "$REGISTRY" ]]; then
+      if (( BUILD )); then publish_images; fi
+    elif [[ $MODE == kind ]] || (( KIND_LOAD )); then
       publish_images
     fi
     install_kuberay

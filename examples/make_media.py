@@ -1,4 +1,4 @@
-"""Regenerate the quickstart media in examples/media/ (deterministic; a few hundred KB).
+"""Regenerate the quickstart media in examples/media/ (deterministic; about 900 KB).
 
     .venv/bin/pip install scikit-image      # sample photos; only this script needs it
     apt-get install -y espeak-ng            # speech for the audio files (a tone without it)
@@ -25,8 +25,8 @@ from PIL import Image
 OUT = Path(__file__).resolve().parent / "media"
 VIDEO_SIZE = (320, 240)
 VIDEO_FPS = 24
-SCENE_SECONDS = 2.0  # two scenes of this length: a cut at 2.0 s
-SPEECH_VIDEO = "Welcome to Prism. First an astronaut, then a cup of coffee."
+SCENE_SECONDS = 3.0  # two scenes of this length: a cut at 3.0 s
+SPEECH_VIDEO = "This video shows a person and then a cup of coffee."
 SPEECH_AUDIO = "The weather today is sunny and warm, with a light breeze from the sea."
 
 SOLAR_SYSTEM = """\
@@ -152,7 +152,9 @@ def speech(text: str, rate: int = 22050) -> tuple[np.ndarray, int]:
     if shutil.which("espeak-ng"):
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "speech.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text],
+            # The en-us+f2 voice, a little slow with gaps between words, is the one pocketsphinx's
+            # packaged model transcribes best (checked against a few voices and speeds).
+            subprocess.run(["espeak-ng", "-v", "en-us+f2", "-s", "140", "-g", "8", "-w", str(wav), text],
                            check=True, timeout=60)
             with av.open(str(wav)) as container:
                 stream = container.streams.audio[0]
@@ -185,7 +187,7 @@ def write_video(scene_a: np.ndarray, scene_b: np.ndarray, audio: tuple[np.ndarra
                                options={"preset": "medium", "crf": "28", "g": str(VIDEO_FPS), "threads": "1"})
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         video.codec_context.time_base = Fraction(1, VIDEO_FPS)
-        sound = out.add_stream("aac", rate=16000, layout="mono")
+        sound = out.add_stream("aac", rate=22050, layout="mono")
         for n in range(2 * per_scene):
             scene = scene_a if n < per_scene else scene_b
             img = _zoom(scene, (n % per_scene) / per_scene, w, h)

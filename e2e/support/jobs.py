@@ -8,7 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from prism_pipeline.sink.collection import files_collection
+
 from .kubectl import Kubectl
+from .qdrant import QdrantHTTP
 from .waiting import wait_for
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
@@ -42,20 +45,26 @@ def condition(obj: dict, kind: str) -> dict | None:
 
 
 class Jobs:
-    def __init__(self, kubectl: Kubectl, image: str, keep: bool = False):
+    def __init__(self, kubectl: Kubectl, image: str, qdrant: QdrantHTTP, keep: bool = False):
         self.kubectl = kubectl
         self.image = image
+        self.qdrant = qdrant
         self.keep = keep
         self.applied: list[str] = []
 
     def apply(self, relpath: str) -> str:
-        """Apply e2e/manifests/<relpath> with the suite's job image; a leftover of a former run goes first."""
+        """Apply e2e/manifests/<relpath> with the suite's job image. A leftover of a former run goes
+        first, with its Qdrant collections (points and the incremental file records), so every run
+        starts from nothing."""
         obj = copy.deepcopy(load_manifest(relpath))
         obj["metadata"]["namespace"] = self.kubectl.namespace
         obj["spec"].setdefault("cluster", {})["image"] = self.image
         name = obj["metadata"]["name"]
         if self.get(name) is not None:
             self.delete_and_wait(name)
+        collection = obj["spec"]["sink"]["qdrant"]["collection"]
+        for stale in (collection, files_collection(collection)):
+            self.qdrant.delete_collection(stale)
         self.kubectl.apply(obj)
         self.applied.append(name)
         return name

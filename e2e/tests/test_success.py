@@ -27,8 +27,7 @@ def strings(value):
 
 
 def test_job_succeeds_with_rising_progress_and_points_in_qdrant(jobs, qdrant, media_uris):
-    qdrant.delete_collection(COLLECTION)
-    name = jobs.apply("jobs/success.yaml")
+    name = jobs.apply("jobs/success.yaml")  # drops the collection of a former run first
     percents: list[int] = []
     phases: list[str] = []
 

@@ -10,14 +10,14 @@ from typing import Any
 import aiohttp
 import kopf
 
-from prism_pipeline.spec import GROUP, PLURAL, VERSION, ExtractionJobStatus
+from prism_pipeline.spec import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
 
 from . import metrics
 from .k8s_api import KubeApi, load_client_config
 from .reconcile import Reconciler, old_status
 from .settings import OperatorConfig, configure_kopf
 from .status.conditions import find
-from .status.derive import CLUSTER_DELETED
+from .status.derive import CLEANED_UP
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -26,15 +26,22 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 DELETE_RETRIES = 10
 
 
-def needs_timer(spec: Any, status: Any, **_: Any) -> bool:
-    """Live jobs, and finished ones whose TTL cleanup is still due; others cost nothing."""
+def needs_timer(spec: Any, status: Any, memo: Any = None, **_: Any) -> bool:
+    """Live jobs, finished ones whose TTL cleanup is still due, and any job whose last reconcile
+    could not finish its API calls; others cost nothing. A suspended job waits for its spec to
+    change (the update handler resumes it)."""
+    if memo is not None and memo.get("pending_errors"):
+        return True
+    spec = spec or {}
     parsed = old_status({"status": dict(status or {})})
+    if parsed.phase == Phase.SUSPENDED:
+        return not spec.get("suspend")
     if not parsed.phase.is_terminal():
         return True
-    if (spec or {}).get("ttlSecondsAfterFinished") is None:
+    if spec.get("ttlSecondsAfterFinished") is None or parsed.reason == "InvalidSpec":
         return False
     cluster = find(parsed.conditions, "ClusterReady")
-    return cluster is None or cluster.reason != CLUSTER_DELETED
+    return cluster is None or cluster.reason not in CLEANED_UP
 
 
 class Runtime:
@@ -67,9 +74,13 @@ class Runtime:
         # reconciles from interleaving.
         lock = memo.setdefault("reconcile_lock", asyncio.Lock())
         async with lock:
-            status = await self.reconciler.reconcile(body, patch, memo.get("last_status"))
-            memo["last_status"] = status
-            return status
+            outcome = await self.reconciler.reconcile(body, patch, memo.get("last_status"))
+        memo["last_status"] = outcome.status
+        memo["pending_errors"] = bool(outcome.errors)
+        if outcome.errors:
+            # kopf retries the handler after the backoff; the status written so far stays.
+            raise kopf.TemporaryError("; ".join(outcome.errors)[:1000], delay=self.config.retry_backoff)
+        return outcome.status
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime:

@@ -25,7 +25,8 @@ from .builders.rayjob import rayjob_name_for
 from .k8s_api import KubeApi, KubeApiError
 from .progress_client import ProgressSnapshot, fetch_progress, progress_url
 from .settings import OperatorConfig
-from .status.derive import (
+from .status.derive import cluster_state, derive
+from .status.model import (
     CreateCluster,
     CreateRayJob,
     Decision,
@@ -33,8 +34,6 @@ from .status.derive import (
     Observed,
     StopRayJob,
     SuspendCluster,
-    cluster_state,
-    derive,
 )
 from .status.patch import merge_patch
 from .status.pods import pod_problems
@@ -70,6 +69,12 @@ def write_status(patch: dict, body: Any, status: ExtractionJobStatus) -> dict:
     if diff:
         patch.setdefault("status", {}).update(diff)
     return diff
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: ExtractionJobStatus
+    errors: list[str]  # API calls that failed; the caller retries the reconcile
 
 
 @dataclass
@@ -139,7 +144,7 @@ class Reconciler:
         return errors
 
     async def reconcile(self, body: Any, patch: dict, last: ExtractionJobStatus | None = None,
-                        now: datetime | None = None) -> ExtractionJobStatus:
+                        now: datetime | None = None) -> Outcome:
         """`last` is the status this process derived last time, if any: the body kopf hands over may
         predate that status's patch, and deriving from it would repeat the last step's actions."""
         started = time.monotonic()
@@ -151,8 +156,7 @@ class Reconciler:
             observed = await self.observe(body, old, now)
         except KubeApiError as exc:
             metrics.RECONCILE_ERRORS.inc()
-            log.warning("could not observe the children: %s; retrying at the next interval", exc)
-            return old
+            return Outcome(old, [f"observing the children: {exc}"])
         decision = derive(observed)
         errors = await self.act(decision, observed.job, namespace)
         for event in decision.events:
@@ -162,7 +166,7 @@ class Reconciler:
             metrics.RECONCILE_ERRORS.inc()
         metrics.observe_job(namespace, name, decision.status)
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        return decision.status
+        return Outcome(decision.status, errors)
 
     async def delete(self, body: Any) -> None:
         """Finalizer: stop the current attempt's Ray job; owner references remove the rest."""

@@ -52,6 +52,11 @@ def whisper_uri(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def whisper_timestamps_uri(tmp_path_factory) -> str:
+    return "file://" + str(tiny_models.whisper(tmp_path_factory.mktemp("whisper_ts"), timestamps=True))
+
+
+@pytest.fixture(scope="session")
 def detr_uri(tmp_path_factory) -> str:
     return "file://" + str(tiny_models.detr(tmp_path_factory.mktemp("detr")))
 
@@ -64,3 +69,8 @@ def vit_gpt2_uri(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def blip_uri(tmp_path_factory) -> str:
     return "file://" + str(tiny_models.blip(tmp_path_factory.mktemp("blip")))
+
+
+@pytest.fixture(scope="session")
+def rt_detr_uri(tmp_path_factory) -> str:
+    return "file://" + str(tiny_models.rt_detr(tmp_path_factory.mktemp("rt_detr")))

@@ -34,6 +34,28 @@ def test_threshold_one_keeps_only_certain_labels(clip_uri, images):
     assert all(payload["scores"][label] >= 1.0 for label in payload["labels"])
 
 
+@pytest.mark.slow
+def test_reuses_an_earlier_image_embedding(clip_uri, images):
+    from prism_pipeline.extractors.image_embedding import ImageEmbedding
+
+    visual = ImageEmbedding(spec("image-embedding", clip_uri, options={"normalize": False}))
+    visual.setup()
+    items = [image_item(f"i{n}", im) for n, im in enumerate(images)]
+    for item, vector in zip(items, visual(items), strict=True):
+        item["outputs"]["visual"] = vector
+    options = {"categories": CATEGORIES, "threshold": 0.0}
+    computed = BrandSafety(spec("brand-safety", clip_uri, options=options))
+    reusing = BrandSafety(spec("brand-safety", clip_uri, options={**options, "embedding": "visual"}))
+    computed.setup()
+    reusing.setup()
+    reusing._encoder = None  # proves the image tower is not called
+    for reused, direct in zip(reusing(items), computed(items), strict=True):
+        assert reused["scores"] == pytest.approx(direct["scores"], abs=2e-4)
+    items[0]["outputs"]["visual"] = items[0]["outputs"]["visual"][:8]
+    with pytest.raises(ValueError, match="options.embedding 'visual' has vectors of size 8"):
+        reusing(items)
+
+
 def test_version_is_the_model_version(clip_uri):
     ex = BrandSafety(spec("brand-safety", clip_uri))
     assert ex.version.startswith(clip_uri)

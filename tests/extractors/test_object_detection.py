@@ -1,18 +1,24 @@
-"""object-detection: a DETR model from a file:// URI; boxes, labels and scores per image."""
+"""object-detection: DETR and RT-DETR models from file:// URIs; boxes, labels and scores per image."""
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import pytest
 
 from prism_pipeline.extractors.object_detection import ObjectDetection
+from prism_pipeline.models import ModelError
 
 from .conftest import image_item, spec
 
 
 @pytest.mark.slow
-def test_boxes_labels_scores_inside_the_image(detr_uri, images):
-    ex = ObjectDetection(spec("object-detection", detr_uri, options={"threshold": 0.0, "maxDetections": 4}))
-    assert ex.version.startswith(detr_uri)
+@pytest.mark.parametrize("fixture", ["detr_uri", "rt_detr_uri"])
+def test_boxes_labels_scores_inside_the_image(fixture, request, images):
+    uri = request.getfixturevalue(fixture)
+    ex = ObjectDetection(spec("object-detection", uri, options={"threshold": 0.0, "maxDetections": 4}))
+    assert ex.version.startswith(uri)
     ex.setup()
     payloads = ex([image_item(f"i{n}", im) for n, im in enumerate(images)])
     for payload, image in zip(payloads, images, strict=True):
@@ -42,6 +48,18 @@ def test_unknown_label_filter_is_an_error_at_setup(detr_uri):
     ex = ObjectDetection(spec("object-detection", detr_uri, options={"labels": ["unicorn"]}))
     with pytest.raises(ValueError, match="none of options.labels"):
         ex.setup()
+
+
+def test_timm_backbone_checkpoints_are_refused_clearly(detr_uri, tmp_path):
+    """facebook/detr-resnet-50's main revision: use_timm_backbone and no backbone_config."""
+    folder = tmp_path / "detr-timm"
+    shutil.copytree(detr_uri[len("file://"):], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("backbone_config")
+    config["use_timm_backbone"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="backbone from timm.*detr-resnet-50@no_timm"):
+        ObjectDetection(spec("object-detection", f"file://{folder}")).setup()
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -67,6 +67,26 @@ def test_whisper_model_from_a_file_uri(whisper_uri):
     assert [(s["start"], s["end"]) for s in second["segments"]] == [(0.0, 30.0), (30.0, 40.0)]
 
 
+def test_whisper_timestamp_segments(whisper_timestamps_uri):
+    ex = Transcription(spec("transcription", whisper_timestamps_uri, options={"maxNewTokens": 40}))
+    ex.setup()
+    assert ex._can_timestamp
+    rng = np.random.default_rng(0)
+    [payload] = ex([audio_item("a#t=30-35", rng.normal(0, 0.1, 5 * 16000).astype(np.float32), 16000, start=30.0)])
+    segments = payload["segments"]
+    assert segments, payload  # the random model emits timestamp pairs with text between them
+    for seg in segments:  # inside the chunk's 5 s of audio, never in whisper's padding
+        assert 30.0 <= seg["start"] <= seg["end"] <= 35.0
+    assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
+    assert payload["text"] == " ".join(s["text"] for s in segments)
+    no_timestamps = Transcription(spec("transcription", whisper_timestamps_uri,
+                                       options={"maxNewTokens": 40, "timestamps": False}))
+    no_timestamps.setup()
+    [plain] = no_timestamps([audio_item("a#t=30-35", rng.normal(0, 0.1, 5 * 16000).astype(np.float32), 16000,
+                                        start=30.0)])
+    assert [(s["start"], s["end"]) for s in plain["segments"]] in ([], [(30.0, 35.0)])
+
+
 def test_not_a_pocketsphinx_folder(tmp_path):
     ex = Transcription(spec("transcription", f"file://{tmp_path}"))
     with pytest.raises(ModelError, match="not a pocketsphinx model folder"):

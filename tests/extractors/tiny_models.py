@@ -49,8 +49,9 @@ def clip(path: Path) -> Path:
     return path
 
 
-def whisper(path: Path) -> Path:
-    """WhisperForConditionalGeneration (English-only layout, no timestamp tokens) + processor."""
+def whisper(path: Path, timestamps: bool = False) -> Path:
+    """WhisperForConditionalGeneration (English-only layout) + processor. With `timestamps`, the
+    vocabulary and generation config carry whisper's 1501 timestamp tokens, as openai's do."""
     from transformers import (
         WhisperConfig,
         WhisperFeatureExtractor,
@@ -62,8 +63,11 @@ def whisper(path: Path) -> Path:
     _seeded()
     symbols = _byte_symbols()
     vocab = {s: i for i, s in enumerate(symbols)}
-    for special in ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"):
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    for special in specials:
         vocab[special] = len(vocab)
+    if timestamps:  # after the last special token: that is where the tokenizer looks for them
+        vocab.update({f"<|{i * 0.02:.2f}|>": len(vocab) + i for i in range(1501)})
     eos, start = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
     config = WhisperConfig(
         vocab_size=len(vocab), num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
@@ -71,10 +75,16 @@ def whisper(path: Path) -> Path:
         max_source_positions=1500, max_target_positions=64, pad_token_id=eos, bos_token_id=eos,
         eos_token_id=eos, decoder_start_token_id=start, suppress_tokens=[], begin_suppress_tokens=[],
     )
-    WhisperForConditionalGeneration(config).save_pretrained(path)
+    model = WhisperForConditionalGeneration(config)
+    if timestamps:
+        generation = model.generation_config
+        generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
+        generation.max_initial_timestamp_index = 50
+        generation.is_multilingual = False
+        generation._from_model_config = False  # else loading re-derives it from config.json
+    model.save_pretrained(path)
     tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|startoftranscript|>", "<|en|>", "<|transcribe|>",
-                                                                 "<|notimestamps|>"]})
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(path)
     return path
 
@@ -149,4 +159,24 @@ def blip(path: Path) -> Path:
     BlipForConditionalGeneration(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def rt_detr(path: Path) -> Path:
+    """RTDetrForObjectDetection (its own ResNet backbone) + PIL processor: the default's architecture."""
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
+    from transformers.models.rt_detr.image_processing_pil_rt_detr import RTDetrImageProcessorPil
+
+    _seeded()
+    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+                                  layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    config = RTDetrConfig(
+        backbone_config=backbone, encoder_hidden_dim=16, encoder_in_channels=[16, 32, 64],
+        decoder_in_channels=[16, 16, 16], d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+        decoder_n_points=2, num_queries=10,
+        id2label={0: "cat", 1: "dog", 2: "car"}, label2id={"cat": 0, "dog": 1, "car": 2},
+    )
+    RTDetrForObjectDetection(config).save_pretrained(path)
+    RTDetrImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(path)
     return path

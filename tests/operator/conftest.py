@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,12 @@ class Cluster:
         return list(self.emulator)  # kmock: iterating the handler yields every request served
 
 
+async def wait_for_events(cluster: Cluster, reasons: set[str]) -> None:
+    """kopf posts Events in the background: wait for them rather than race the poster."""
+    await wait_for(f"events {sorted(reasons)}", lambda: reasons <= {e["reason"] for e in cluster.events()},
+                   state=lambda: sorted({e["reason"] for e in cluster.events()}))
+
+
 async def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS,
                    state: Callable[[], Any] | None = None) -> Any:
     """Poll `check` without blocking the loop (kmock serves from it) until truthy or the deadline."""
@@ -221,6 +228,12 @@ def operator_config(progress: ProgressServer, **overrides: Any) -> OperatorConfi
     return OperatorConfig(**values)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RunningOperator:
     """The real kopf runtime in a thread; entered and left off the test's loop (kmock serves there)."""
 
@@ -231,8 +244,10 @@ class RunningOperator:
         settings = kopf.OperatorSettings()
         settings.networking.error_backoffs = [0.1, 0.2, 0.5]
         settings.persistence.consistency_timeout = 5.0
-        self.runner = KopfRunner(["run", "--standalone", "--all-namespaces"], registry=self.registry,
-                                 settings=settings, timeout=30)
+        self.liveness_port = free_port()
+        self.runner = KopfRunner(["run", "--standalone", "--all-namespaces",
+                                  f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz"],
+                                 registry=self.registry, settings=settings, timeout=30)
 
     async def __aenter__(self) -> RunningOperator:
         await asyncio.to_thread(self.runner.__enter__)

@@ -103,10 +103,15 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return request
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
-        payload = await super()._serve_list(request)
+        if request.resource not in self._get_resources():
+            raise k8s.KubernetesResourceNotFoundError()
+        # The items and the version are read under one lock: a watch resuming from this version
+        # then sees exactly the changes the listing does not contain.
         async with self._lock:
-            payload["metadata"]["resourceVersion"] = str(len(self._buses[request.resource].journal))
-        return payload
+            objs = self._KubernetesEmulator__get_objs(request, strict=False)
+            version = str(len(self._buses[request.resource].journal))
+            items = [copy.deepcopy(dict(obj.raw)) for obj in objs if not obj.deleted]
+        return {"metadata": {"resourceVersion": version}, "items": items}
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         start = request.params.get("resourceVersion", "")

@@ -11,6 +11,7 @@ from .conftest import (
     play_rayjob,
     progress_text,
     wait_for,
+    wait_for_events,
 )
 
 
@@ -76,7 +77,7 @@ async def test_ttl_deletes_the_cluster_after_a_final_progress_read(cluster, oper
         assert status["progress"]["filesDone"] == 3 and status["progress"]["pointsWritten"] == 42
         assert condition(status, "ClusterReady")["reason"] == "ClusterDeleted"
         assert cluster.job() is not None
-        assert "ClusterDeleted" in [e["reason"] for e in cluster.events()]
+        await wait_for_events(cluster, {"ClusterDeleted"})
 
 
 async def test_delete_stops_the_ray_job_through_the_finalizer(cluster, operator, progress):
@@ -128,7 +129,7 @@ async def test_invalid_spec_fails_and_creates_nothing(cluster, operator, progres
         assert status["reason"] == "InvalidSpec"
         assert "spec.extractors[1].concurrency.min: must be >= 1" in status["message"]
         assert condition(status, "Failed")["reason"] == "InvalidSpec"
-        await wait_for("InvalidSpec event", lambda: any(e["reason"] == "InvalidSpec" for e in cluster.events()))
+        await wait_for_events(cluster, {"InvalidSpec"})
     assert cluster.clusters() == [] and cluster.rayjobs() == []
     assert creates(cluster, "rayclusters") == 0 and creates(cluster, "rayjobs") == 0
 

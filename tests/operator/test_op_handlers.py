@@ -20,6 +20,11 @@ from prism_pipeline.spec import ExtractionJobStatus, Phase
     ({"ttlSecondsAfterFinished": 60}, {"phase": "Failed"}, True),
     ({"ttlSecondsAfterFinished": 60}, {"phase": "Succeeded", "conditions": [
         {"type": "ClusterReady", "status": "False", "reason": "ClusterDeleted"}]}, False),
+    ({"ttlSecondsAfterFinished": 60}, {"phase": "Succeeded", "conditions": [
+        {"type": "ClusterReady", "status": "Unknown", "reason": "RayJobDeleted"}]}, False),
+    ({"ttlSecondsAfterFinished": 60}, {"phase": "Failed", "reason": "InvalidSpec"}, False),
+    ({"suspend": True}, {"phase": "Suspended"}, False),
+    ({"suspend": False}, {"phase": "Suspended"}, True),
 ])
 def test_timer_runs_only_while_there_is_work(spec, status, expected):
     assert needs_timer(spec=spec, status=status) is expected
@@ -74,3 +79,33 @@ def test_prism_operator_rejects_bad_settings(monkeypatch, capsys):
     monkeypatch.setenv("PRISM_TIMER_INTERVAL", "-1")
     assert main(["operator"]) == 2
     assert "PRISM_TIMER_INTERVAL: must be > 0" in capsys.readouterr().err
+
+
+async def test_unreachable_api_makes_kopf_retry(progress):
+    """A reconcile whose API calls fail raises kopf's TemporaryError (kopf retries it after the
+    backoff) and keeps the job's timer alive, instead of passing silently."""
+    import aiohttp
+    import kopf
+    from kubernetes import client
+
+    from prism_operator.handlers import Runtime
+    from prism_operator.k8s_api import KubeApi
+    from prism_operator.reconcile import Reconciler
+
+    from .conftest import BASE_JOB, free_port, operator_config
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = operator_config(progress)
+    runtime = Runtime(config)
+    before = metrics.API_ERRORS.labels(operation="get rayclusters")._value.get()
+    async with aiohttp.ClientSession() as session:
+        runtime.reconciler = Reconciler(KubeApi(client.ApiClient(configuration), timeout=2), session, config)
+        body = {**BASE_JOB, "metadata": {**BASE_JOB["metadata"], "uid": "u1", "generation": 1},
+                "status": {"phase": "Succeeded"}}
+        memo, patch = kopf.Memo(), {}
+        with pytest.raises(kopf.TemporaryError, match="get rayclusters"):
+            await runtime.reconcile(body, patch, memo)
+    assert patch == {}  # nothing observed, nothing written
+    assert metrics.API_ERRORS.labels(operation="get rayclusters")._value.get() == before + 1
+    assert needs_timer(spec=body["spec"], status=body["status"], memo=memo) is True

@@ -3,6 +3,8 @@ pipeline's progress endpoint. Creation, status and progress, retries, deadlines.
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from .conftest import (
@@ -13,6 +15,7 @@ from .conftest import (
     play_rayjob,
     progress_text,
     wait_for,
+    wait_for_events,
 )
 
 
@@ -42,7 +45,8 @@ async def test_create_children_progress_and_success(cluster, operator, progress)
         play_cluster_ready(cluster, name)
         play_rayjob(cluster, rayjob(1), "RUNNING")
         await wait_for("Running with progress", lambda: cluster.status().get("phase") == "Running"
-                       and cluster.status()["progress"]["filesDone"] == 4, state=cluster.status)
+                       and cluster.status()["progress"]["filesDone"] == 4
+                       and condition(cluster.status(), "ClusterReady")["status"] == "True", state=cluster.status)
         status = cluster.status()
         assert status["progress"]["summary"] == "5/10" and status["progress"]["percent"] == 50
         assert status["progress"]["pointsWritten"] == 400
@@ -51,7 +55,6 @@ async def test_create_children_progress_and_success(cluster, operator, progress)
         assert status["failures"] == {"count": 1, "samples": [
             {"uri": "s3://media/campaign/bad.mp4", "stage": "decode", "error": "truncated"}]}
         assert status["usage"]["cpuSeconds"] == 12.5
-        assert condition(status, "ClusterReady")["status"] == "True"
         assert status["rayJob"] == rayjob(1) and status["attempt"] == 1
         assert status["dashboardURL"] == "raycluster-head-svc:8265"
 
@@ -77,12 +80,24 @@ async def test_create_children_progress_and_success(cluster, operator, progress)
         assert condition(status, "Succeeded")["status"] == "True"
         assert condition(status, "Progressing")["status"] == "False"
         assert not any(k.startswith("create") or k.startswith("kopf") for k in status), status.keys()
-        reasons = [e["reason"] for e in cluster.events()]
-        assert "Succeeded" in reasons and "Running" in reasons
+        await wait_for_events(cluster, {"Running", "Succeeded"})
+
+        # Finished with no TTL: the timer stops, the job costs no more API calls.
+        def cluster_reads() -> int:
+            return sum(1 for r in cluster.requests() if r.method == "GET" and r.resource is not None
+                       and r.resource.plural == "rayclusters")
+
+        await asyncio.sleep(0.5)  # let a tick that was under way finish
+        reads = cluster_reads()
+        await asyncio.sleep(1.0)  # four timer intervals
+        assert cluster_reads() == reads
 
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{op.runtime.metrics_port}/metrics") as response:
                 text = await response.text()
+            async with session.get(f"http://127.0.0.1:{op.liveness_port}/healthz") as response:
+                assert response.status == 200
+                assert (await response.json())["reconciler"] is True
         assert 'prism_operator_jobs{phase="Succeeded"} 1.0' in text
         assert 'prism_operator_job_files_done{job="campaign",namespace="media"} 9.0' in text
         assert "prism_operator_reconcile_seconds_count" in text
@@ -120,7 +135,7 @@ async def test_failed_attempt_retries_on_the_same_cluster(cluster, operator, pro
         assert status["reason"] == "RetriesExhausted"
         assert "worker OOM-killed again" in status["message"]
         assert cluster.rayjobs() == [rayjob(1), rayjob(2)] and cluster.clusters() == [name]
-        assert "AttemptFailed" in [e["reason"] for e in cluster.events()]
+        await wait_for_events(cluster, {"AttemptFailed", "RetriesExhausted"})
 
 
 async def test_startup_deadline_reports_pod_problems(cluster, operator, progress):
@@ -142,7 +157,7 @@ async def test_startup_deadline_reports_pod_problems(cluster, operator, progress
         assert status["reason"] == "StartupDeadlineExceeded"
         assert "ImagePullBackOff" in status["message"] and "Unschedulable" in status["message"]
         assert "CrashLoopBackOff" not in status["message"]
-        assert {"PodProblem", "StartupDeadlineExceeded"} <= {e["reason"] for e in cluster.events()}
+        await wait_for_events(cluster, {"PodProblem", "StartupDeadlineExceeded"})
         assert rayjob(1) not in cluster.rayjobs()  # a pending RayJob is stopped with the job
 
 

@@ -10,14 +10,14 @@ import pytest
 
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.progress_client import ProgressFormatError, ProgressSnapshot, parse_progress
-from prism_operator.status.derive import (
+from prism_operator.status.derive import derive
+from prism_operator.status.model import (
     CreateCluster,
     CreateRayJob,
     DeleteCluster,
     Observed,
     StopRayJob,
     SuspendCluster,
-    derive,
 )
 from prism_operator.status.patch import merge_patch
 from prism_operator.status.pods import pod_problems
@@ -35,6 +35,7 @@ SUSPENDED = {"spec": {"suspend": True}, "status": {"state": "suspended"}}
 def job(**spec):
     body = copy.deepcopy(BASE_JOB)
     body["metadata"]["uid"] = "u1"
+    body["metadata"].pop("labels")  # not queued in Kueue (see test_kueue_owns_admission)
     body["spec"].update(spec)
     return parse_job(body, target="cluster")
 
@@ -94,6 +95,8 @@ CASES = [
      [StopRayJob(f"{CLUSTER}-a1"), SuspendCluster(True)]),
     ("stay suspended",
      status(Phase.SUSPENDED), {"suspend": True}, SUSPENDED, None, Phase.SUSPENDED, "Suspended", []),
+    ("owned cluster found suspended without Kueue: unsuspend it",
+     status(Phase.RUNNING), {}, SUSPENDED, rayjob("RUNNING"), Phase.RUNNING, "Running", [SuspendCluster(False)]),
     ("resume",
      status(Phase.SUSPENDED), {}, SUSPENDED, None, Phase.PROVISIONING, "Resumed",
      [SuspendCluster(False), CreateRayJob(2)]),
@@ -170,6 +173,18 @@ def test_too_many_failed_files_fails_without_retry():
     d = derive(obs)
     assert d.status.phase == Phase.FAILED and d.status.reason == "TooManyFailedFiles"
     assert "5 of 10 files failed" in d.status.message and not d.actions
+
+
+def test_kueue_owns_admission():
+    body = copy.deepcopy(BASE_JOB)  # carries kueue.x-k8s.io/queue-name: gpu-batch
+    body["metadata"]["uid"] = "u1"
+    queued = Observed(job=parse_job(body, target="cluster"), old=status(Phase.PROVISIONING), now=NOW,
+                      cluster_name=CLUSTER, cluster=SUSPENDED, rayjob=rayjob("", "Initializing"),
+                      rayjob_name=f"{CLUSTER}-a1")
+    d = derive(queued)
+    assert d.actions == ()  # never unsuspend a cluster Kueue has not admitted
+    assert cond(d.status, "ClusterReady").reason == "WaitingForAdmission"
+    assert "gpu-batch" in d.status.message
 
 
 def test_pod_problems_surface_in_cluster_ready_and_an_event():

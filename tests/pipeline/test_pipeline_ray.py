@@ -132,8 +132,9 @@ def test_two_jobs_at_once_on_one_ray(ray_session, tmp_path):
 
     def one(name: str) -> None:
         media = write_media(tmp_path / name / "media", images=2)
-        spec = spec_for(media, name, [{**TEXT, "concurrency": {"min": 1, "max": 2}},
-                                      {**FACES, "concurrency": {"min": 1, "max": 2}}])
+        # Half a CPU per actor: four actors leave two of the session's four CPUs for read tasks.
+        pool = {"concurrency": {"min": 1, "max": 2}, "resources": {"cpu": 0.5}}
+        spec = spec_for(media, name, [{**TEXT, **pool}, {**FACES, **pool}], stallTimeoutSeconds=240)
         results[name] = run_job(name, spec, state_dir=tmp_path / name / "state")
 
     threads = [threading.Thread(target=one, args=(n,)) for n in ("job-a", "job-b")]

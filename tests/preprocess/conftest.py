@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,16 +48,29 @@ def jpeg_bytes(width: int, height: int, *, exif_orientation: int | None = None, 
 
 
 def video_bytes(seconds: float, fps: int = 10, size=(64, 48), *, audio_rate: int | None = 22050,
-                container: str = "mp4", gop: int | None = None, preset: str = "ultrafast") -> bytes:
-    """An H.264 video whose frame n is filled with grey level (n * 5) % 256 (so a decoded frame
-    tells which source frame it is), optionally with a 440 Hz AAC track of the same length."""
-    buf = io.BytesIO()
+                container: str = "mp4", gop: int | None = None, preset: str = "ultrafast",
+                codec: str = "libx264", faststart: bool = False) -> bytes:
+    """An H.264 (or `codec`) video whose frame n is filled with grey level (n * 5) % 256 (so a
+    decoded frame tells which source frame it is), optionally with a 440 Hz AAC track."""
     frames = round(seconds * fps)
-    with av.open(buf, "w", format=container) as out:
-        opts = {"preset": preset, "threads": "1"}  # ultrafast has no B-frames; medium has
+    if faststart:  # the index (moov) first: FFmpeg rewrites the file, so it needs a real path
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"v.{container}"
+            _write_video(str(path), frames, fps, size, audio_rate, container, gop, preset, codec,
+                         {"movflags": "faststart"})
+            return path.read_bytes()
+    buf = io.BytesIO()
+    _write_video(buf, frames, fps, size, audio_rate, container, gop, preset, codec, {})
+    return buf.getvalue()
+
+
+def _write_video(target, frames, fps, size, audio_rate, container, gop, preset, codec, options) -> None:
+    seconds = frames / fps
+    with av.open(target, "w", format=container, options=options) as out:
+        opts = {"preset": preset, "threads": "1"} if codec == "libx264" else {}  # ultrafast: no B-frames
         if gop:
             opts["g"] = str(gop)
-        video = out.add_stream("libx264", rate=fps, options=opts)
+        video = out.add_stream(codec, rate=fps, options=opts)
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
         video.codec_context.time_base = Fraction(1, fps)
         sound = out.add_stream("aac", rate=audio_rate, layout="mono") if audio_rate else None
@@ -78,7 +92,6 @@ def video_bytes(seconds: float, fps: int = 10, size=(64, 48), *, audio_rate: int
                     out.mux(packet)
             for packet in sound.encode(None):
                 out.mux(packet)
-    return buf.getvalue()
 
 
 def wav_bytes(seconds: float, rate: int = 44100, channels: int = 2, freq: float = 440.0) -> bytes:

@@ -54,6 +54,7 @@ def test_truncated_jpeg_raises_even_if_someone_enabled_lenient_loading(monkeypat
     data = jpeg_bytes(400, 300)
     with pytest.raises(DecodeError):
         decode_file("/m/half.jpg", data[: len(data) // 2], preprocess())
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the other library's setting is left as it was
 
 
 def test_garbage_with_an_image_extension_raises():
@@ -82,3 +83,17 @@ def test_png_and_16_bit_greyscale_are_scaled_and_made_rgb():
     assert img.shape == (100, 150, 3)
     assert (img[..., 0] == img[..., 1]).all()
     assert 100 < img.mean() < 160  # scaled down from 16 bits (clipping would saturate almost all to 255)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # A 20000x20000 RGB PNG header (400 megapixels, 1.2 GB decoded) with almost no data.
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    with pytest.raises(DecodeError, match="bomb.png: image too large"):
+        decode_file("/m/bomb.png", bomb, preprocess())

@@ -90,6 +90,8 @@ def test_gs_without_gcsfs_names_the_package():
     except ImportError:
         with pytest.raises(SourceError, match="gcsfs"):
             list_files(Source(uri="gs://bucket/prefix/"))
+        with pytest.raises(ReadError, match="gs://bucket/a.jpg: .*gcsfs"):  # each file says why too
+            read_bytes("gs://bucket/a.jpg", Source(uri="gs://bucket/"))
     else:
         pytest.skip("gcsfs is installed; this checks the message shown without it")
 

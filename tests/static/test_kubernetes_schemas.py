@@ -8,27 +8,27 @@ other custom resources (Argo CD, Prometheus Operator, kind, kustomize) are skipp
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
-from openapi_schema_validator import OAS30Validator
 
-from .repo_files import ROOT, documents, rel, repo_files
+from .kuberay import KUBERAY_CRDS, kuberay_validator
+from .repo_files import documents, rel, repo_files
 
 # The minor version of the e2e cluster's node image (e2e/versions.env: kindest/node:v1.35.x).
 KUBERNETES_VERSION = "1.35.0"
-KUBERAY_CRDS = ROOT.parent / "shared" / "kuberay-crds"
 # Custom resources whose schemas live elsewhere; ray.io and prism.dev are validated separately.
 NOT_CORE = {"prism.dev", "ray.io", "argoproj.io", "monitoring.coreos.com", "kind.x-k8s.io",
             "kustomize.config.k8s.io", "kueue.x-k8s.io"}
-# YAML that is not Kubernetes objects: Helm values.
-NOT_OBJECTS = ("e2e/helm/*",)
+# YAML that is not whole Kubernetes objects: Helm values, and patches (merged into an object).
+NOT_OBJECTS = ("e2e/helm/*", "*patch*.yaml", "*patch*.yml")
 FILES = [p for p in repo_files("manifests/*.yaml", "e2e/*.yaml", "examples/*.yaml", "manifests/*.yml",
                                "e2e/*.yml", "examples/*.yml")
-         if not any(p.match(pattern) or rel(p).startswith(pattern.rstrip("*")) for pattern in NOT_OBJECTS)]
+         if not any(fnmatch.fnmatch(rel(p), pattern) for pattern in NOT_OBJECTS)]
 
 
 def group_of(obj: dict) -> str:
@@ -47,11 +47,6 @@ def check_core(obj: dict, where: str) -> None:
                     "a custom resource? add its group to NOT_CORE")
 
 
-def kuberay_schema(kind: str) -> dict:
-    crd = yaml.safe_load((KUBERAY_CRDS / f"ray.io_{kind.lower()}s.yaml").read_text())
-    return next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
-
-
 def check(obj: dict, where: str) -> None:
     assert isinstance(obj, dict) and obj.get("apiVersion") and obj.get("kind"), (
         f"{where}: every document here must be a Kubernetes object with apiVersion and kind")
@@ -60,7 +55,7 @@ def check(obj: dict, where: str) -> None:
         if not KUBERAY_CRDS.is_dir():
             pytest.skip(f"{KUBERAY_CRDS} is absent: cannot check {obj['kind']} against KubeRay's CRDs")
         errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-                  for e in OAS30Validator(kuberay_schema(obj["kind"])).iter_errors(obj)]
+                  for e in kuberay_validator(obj["kind"]).iter_errors(obj)]
         assert not errors, f"{where}: {obj['kind']} against KubeRay's CRD: {errors}"
     elif group not in NOT_CORE:
         check_core(obj, where)

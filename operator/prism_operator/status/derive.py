@@ -14,79 +14,32 @@ Deadlines follow Kubernetes Jobs: the clock starts at startTime, which a resume 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from prism_pipeline.spec import ExtractionJob, ExtractionJobStatus, Phase
+from prism_pipeline.spec import ExtractionJobStatus, Phase
 
 from ..builders.rayjob import rayjob_name_for
-from ..progress_client import ProgressSnapshot
 from .clock import rfc3339, seconds_since
 from .conditions import Cond, find, merge_conditions, phase_conditions
+from .model import (
+    Action,
+    CreateCluster,
+    CreateRayJob,
+    Decision,
+    DeleteCluster,
+    Event,
+    Observed,
+    StopRayJob,
+    SuspendCluster,
+)
 from .progress import failures_from, progress_from, too_many_failed_files, usage_from
 
 FINISHED_JOB_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 FAILED_DEPLOYMENTS = frozenset({"Failed", "ValidationFailed"})
 CLUSTER_DELETED = "ClusterDeleted"
-
-
-# Actions the reconciler carries out, in order.
-@dataclass(frozen=True)
-class CreateCluster:
-    pass
-
-
-@dataclass(frozen=True)
-class CreateRayJob:
-    attempt: int
-
-
-@dataclass(frozen=True)
-class StopRayJob:
-    """Delete the RayJob: KubeRay's finalizer on it stops the Ray job."""
-    name: str
-
-
-@dataclass(frozen=True)
-class SuspendCluster:
-    suspend: bool
-
-
-@dataclass(frozen=True)
-class DeleteCluster:
-    name: str
-
-
-Action = CreateCluster | CreateRayJob | StopRayJob | SuspendCluster | DeleteCluster
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Observed:
-    job: ExtractionJob | None              # None: the spec is invalid
-    old: ExtractionJobStatus
-    now: datetime
-    generation: int | None = None
-    spec_errors: tuple[str, ...] = ()
-    cluster_name: str = ""
-    owns_cluster: bool = True
-    cluster: dict | None = None             # the RayCluster, if it exists
-    rayjob: dict | None = None              # the RayJob of old.attempt, if it exists
-    rayjob_name: str = ""
-    pod_problems: tuple[str, ...] = ()
-    progress: ProgressSnapshot | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: ExtractionJobStatus
-    actions: tuple[Action, ...] = ()
-    events: tuple[Event, ...] = ()
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RAYJOB_DELETED = "RayJobDeleted"
+# ClusterReady reasons that say the TTL cleanup is done (the timer can stop).
+CLEANED_UP = frozenset({CLUSTER_DELETED, RAYJOB_DELETED})
 
 
 @dataclass
@@ -107,6 +60,11 @@ class _Draft:
 
 def cluster_state(cluster: dict | None) -> str:
     return ((cluster or {}).get("status") or {}).get("state", "") if cluster else ""
+
+
+def kueue_queue(obs: Observed) -> str:
+    """The Kueue LocalQueue the job's RayCluster is queued in ("" when Kueue is not used)."""
+    return obs.job.metadata.labels.get(KUEUE_QUEUE_LABEL, "") if obs.job else ""
 
 
 def _rayjob_status(rayjob: dict | None) -> tuple[str, str, str]:
@@ -158,8 +116,13 @@ def _finished(obs: Observed) -> _Draft:
                                       "after the job finished"))
         draft.cluster_ready = Cond("False", CLUSTER_DELETED,
                                    f"deleted {ttl}s after the job finished (ttlSecondsAfterFinished)")
-    elif obs.rayjob is not None:
-        draft.actions.append(StopRayJob(obs.rayjob_name))
+    else:
+        if obs.rayjob is not None:
+            draft.actions.append(StopRayJob(obs.rayjob_name))
+        # Not ours to delete: say only that it is no longer watched.
+        draft.cluster_ready = Cond("Unknown", RAYJOB_DELETED,
+                                   f"RayJob deleted {ttl}s after the job finished (ttlSecondsAfterFinished); "
+                                   f"the shared RayCluster {obs.cluster_name} stays")
     return draft
 
 
@@ -173,6 +136,10 @@ def _cluster_condition(obs: Observed) -> Cond:
     if state == "ready":
         return Cond("True", "ClusterReady", f"RayCluster {obs.cluster_name} is ready")
     if state == "suspended" or (obs.cluster.get("spec") or {}).get("suspend"):
+        queue = kueue_queue(obs)
+        if queue and not obs.job.spec.suspend:
+            return Cond("False", "WaitingForAdmission",
+                        f"RayCluster {obs.cluster_name} is queued in Kueue LocalQueue {queue!r}")
         return Cond("False", "ClusterSuspended", f"RayCluster {obs.cluster_name} is suspended")
     if obs.pod_problems:
         return Cond("False", "PodProblem", "; ".join(obs.pod_problems))
@@ -223,7 +190,10 @@ def _live(obs: Observed) -> _Draft:
     draft.attempt = max(old.attempt, 1)
     if obs.owns_cluster and obs.cluster is None:
         draft.actions.append(CreateCluster())
-    elif obs.owns_cluster and (obs.cluster.get("spec") or {}).get("suspend"):
+    elif (obs.owns_cluster and (obs.cluster.get("spec") or {}).get("suspend")
+          and not kueue_queue(obs)):
+        # Without Kueue only this operator suspends the cluster; a live job needs it back.
+        # With Kueue, a suspended cluster is waiting for admission: Kueue unsuspends it.
         draft.actions.append(SuspendCluster(False))
 
     if obs.rayjob is None or old.attempt == 0:
@@ -328,7 +298,8 @@ def _finish(obs: Observed, draft: _Draft) -> Decision:
         conditions=merge_conditions(old.conditions, wanted, obs.now, obs.generation),
         ray_cluster=obs.cluster_name or old.ray_cluster,
         ray_job=_rayjob_name(obs, draft) or old.ray_job,
-        dashboard_url=((obs.rayjob or {}).get("status") or {}).get("dashboardURL") or old.dashboard_url,
+        dashboard_url=(((obs.rayjob or {}).get("status") or {}).get("dashboardURL") or old.dashboard_url or "")[:512]
+        or None,
         attempt=draft.attempt,
         failed_attempts=draft.failed_attempts,
         start_time=draft.start_time,

@@ -7,7 +7,9 @@ logit scale and a softmax, as in CLIP's zero-shot classification. Output per ite
      "scores": {category: score}}
 Options: `categories` (list of strings; default DEFAULT_CATEGORIES, keep a neutral one such as
 "safe" so an ordinary image has somewhere to go), `template` ("a photo of {}"), `threshold` (0.5),
-`dtype`. Default model: the image-embedding default (hf://openai/clip-vit-base-patch32).
+`embedding` (the name of an image-embedding extractor listed earlier in the job with the SAME model:
+its vectors are reused instead of running the image tower again), `dtype`.
+Default model: the image-embedding default (hf://openai/clip-vit-base-patch32).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class BrandSafety(Extractor):
             raise ValueError(f"extractor {self.name!r}: options.template must contain '{{}}' where the "
                              f"category goes (got {self._template!r})")
         self._threshold = float(self.option("threshold", 0.5, (int, float)))
+        self._reuse = self.option("embedding", None, (str, type(None)))
         if not 0.0 <= self._threshold <= 1.0:
             raise ValueError(f"extractor {self.name!r}: options.threshold must be in [0, 1] "
                              f"(got {self._threshold})")
@@ -59,12 +62,31 @@ class BrandSafety(Extractor):
         self._scale = float(scale.exp().item()) if scale is not None else 100.0
 
     def __call__(self, items: list[dict]) -> list[dict[str, Any]]:
-        images = np.stack(self._encoder(items))
+        images = self._reused(items)
+        if images is None:
+            images = np.stack(self._encoder(items))
         logits = self._scale * images @ self._text.T
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
         return [self._payload(row) for row in probs]
+
+    def _reused(self, items: list[dict]) -> np.ndarray | None:
+        """The earlier image-embedding stage's vectors for these items, unit length; None when
+        not configured or when an item has none (that stage failed on it): then compute them."""
+        if not self._reuse:
+            return None
+        vectors = [(item.get("outputs") or {}).get(self._reuse) for item in items]
+        if any(v is None for v in vectors):
+            return None
+        vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors]
+        for vector in vectors:
+            if vector.shape[0] != self._text.shape[1]:
+                raise ValueError(f"extractor {self.name!r}: options.embedding {self._reuse!r} has vectors of "
+                                 f"size {vector.shape[0]}, this model's are {self._text.shape[1]}; it must use "
+                                 "the same model as this extractor")
+        stacked = np.stack(vectors)
+        return stacked / np.maximum(np.linalg.norm(stacked, axis=1, keepdims=True), 1e-12)
 
     def _payload(self, probs: np.ndarray) -> dict[str, Any]:
         order = np.argsort(-probs, kind="stable")

@@ -25,6 +25,9 @@ def resolve(extractor: Any, default_uri: str) -> models.ResolvedModel:
 def load_model(cls: Any, resolved: models.ResolvedModel, where: Placement, **kwargs: Any) -> Any:
     """`cls.from_pretrained` from the resolved directory, moved to the stage's device and dtype."""
     models.offline()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per actor start would flood the Ray worker logs
     try:
         model = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:

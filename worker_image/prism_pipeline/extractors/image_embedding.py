@@ -2,7 +2,8 @@
 the text tower embeds queries into the same space, so `prism search "a red car"` finds frames.
 
 Default model: hf://openai/clip-vit-base-patch32 (512 dimensions; pre-populate the model cache).
-Any transformers model with get_image_features/get_text_features loads (CLIP, SigLIP, ...).
+Loaded with transformers' AutoModel; written and tested for CLIP checkpoints (SigLIP-style models
+load too, but expect max-length padding of queries, which this does not do).
 Options: `normalize` (true: unit vectors, so Cosine and Dot agree), `dtype` (see torch_device).
 """
 

@@ -1,16 +1,19 @@
-"""object-detection: a transformers object detector (DETR, Conditional/Deformable DETR, YOLOS,
-RT-DETR, ...) over images and video frames, loaded from a model URI.
+"""object-detection: a transformers object detector (RT-DETR, DETR, YOLOS, ...) over images and
+video frames, loaded from a model URI with AutoModelForObjectDetection.
 
 Output per item: {"count": n, "boxes": [[x, y, w, h], ...], "labels": [...], "scores": [...]},
 best first; boxes in pixels of the decoded image (after preprocess.image.maxSide), the same box
 convention as face-detection. Labels are the model's id2label names.
 Options: `threshold` (0.5), `maxDetections` (100), `labels` (keep only these names; default all),
-`dtype`. Default model: hf://facebook/detr-resnet-50 (pre-populate the model cache; its ResNet
-backbone is transformers' own, so timm is not needed).
+`dtype`. Default model: hf://PekingU/rtdetr_r50vd (RT-DETR, ResNet-50; pre-populate the model
+cache). Checkpoints whose backbone comes from timm cannot load (timm needs torchvision, which does not
+import beside the worker's torch): for DETR use the converted revision,
+hf://facebook/detr-resnet-50@no_timm.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import Any
 
@@ -20,7 +23,7 @@ from . import hf_models
 from .base import Extractor, Payload
 from .torch_device import placement
 
-DEFAULT_MODEL = "hf://facebook/detr-resnet-50"
+DEFAULT_MODEL = "hf://PekingU/rtdetr_r50vd"
 
 
 class ObjectDetection(Extractor):
@@ -54,6 +57,7 @@ class ObjectDetection(Extractor):
         # Detection heads regress boxes in [0, 1]; bf16's 8-bit mantissa moves them by pixels, so
         # "auto" keeps float32 and a user may still opt in with options.dtype.
         self._where = placement(self, half_ok=False)
+        _refuse_timm(self._model_files)
         self._model = hf_models.load_model(AutoModelForObjectDetection, self._model_files, self._where)
         self._processor = hf_models.load_image_processor(self._model_files)
         names = getattr(self._model.config, "id2label", None) or {}
@@ -93,3 +97,17 @@ class ObjectDetection(Extractor):
         found = found[:self._max]
         return {"count": len(found), "boxes": [f[0] for f in found], "labels": [f[1] for f in found],
                 "scores": [round(f[2], 4) for f in found]}
+
+
+def _refuse_timm(resolved: models.ResolvedModel) -> None:
+    """A clear error for timm-backbone checkpoints, before transformers fails on a missing import."""
+    config_file = resolved.path / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    backbone = config.get("backbone_config") or {}
+    timm = backbone.get("model_type") == "timm_backbone" or (
+        config.get("use_timm_backbone") is True and not backbone)
+    if timm:
+        raise models.ModelError(
+            f"{resolved.version}: this checkpoint takes its backbone from timm, which needs torchvision "
+            "and cannot be installed beside the worker's torch; use a checkpoint with a transformers "
+            "backbone (DETR: hf://facebook/detr-resnet-50@no_timm; or RT-DETR, YOLOS)")

@@ -54,7 +54,7 @@ class OCR(Extractor):
                                "Prism worker image does) or remove the ocr extractor")
         return binary
 
-    @property
+    @cached_property
     def version(self) -> str:
         out = self._run(["--version"], timeout=30).stdout.decode(errors="replace").split()
         return f"tesseract-{out[1] if len(out) > 1 else 'unknown'}/{self._language}/psm={self._psm}"

@@ -148,14 +148,17 @@ class Transcription(Extractor):
         segments: list[list[dict[str, Any]]] = [[] for _ in audio]
         if not pieces:
             return self._whisper_payloads(segments)
-        features = self._processor.feature_extractor(pieces, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        features = self._processor.feature_extractor(pieces, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                                     return_attention_mask=True)
         kwargs: dict[str, Any] = {"max_new_tokens": self._max_new_tokens}
         if self._multilingual:
             kwargs.update(task="transcribe", language=self._language)
         if self._can_timestamp:
             kwargs["return_timestamps"] = True
+        inputs = hf_models.inputs_to(features, self._where)
         with torch.inference_mode():
-            tokens = self._model.generate(hf_models.inputs_to(features, self._where)["input_features"], **kwargs)
+            tokens = self._model.generate(inputs["input_features"], attention_mask=inputs["attention_mask"],
+                                          **kwargs)
         tokenizer = self._processor.tokenizer
         for row, (index, start, length) in zip(tokens, owners, strict=True):
             segments[index].extend(_whisper_segments(tokenizer, row, start, length, self._can_timestamp))
@@ -206,13 +209,19 @@ def _phrases(words: list[tuple[str, float, float]], min_silence: float, offset: 
 
 def _whisper_segments(tokenizer: Any, tokens: Any, start: float, length: float,
                       timestamps: bool) -> list[dict[str, Any]]:
+    """Segments of one 30 s window starting at `start` s, holding `length` s of real audio. Times
+    are clamped to the real audio: past it is padding, where a segment can only be a hallucination."""
     ids = tokens.tolist()
     if timestamps:
         decoded = tokenizer.decode(ids, skip_special_tokens=True, output_offsets=True)
-        offsets = decoded.get("offsets") or [] if isinstance(decoded, dict) else []
-        segs = [{"start": round(start + o["timestamp"][0], 2),
-                 "end": round(start + (o["timestamp"][1] if o["timestamp"][1] is not None else length), 2),
-                 "text": o["text"].strip()} for o in offsets if o["text"].strip()]
+        offsets = (decoded.get("offsets") or []) if isinstance(decoded, dict) else []
+        segs = []
+        for o in offsets:
+            begin, end = o["timestamp"]
+            end = length if end is None else min(end, length)
+            if o["text"].strip() and begin < length:
+                segs.append({"start": round(start + begin, 2), "end": round(start + max(end, begin), 2),
+                             "text": o["text"].strip()})
         if segs:
             return segs
     text = tokenizer.decode(ids, skip_special_tokens=True).strip()

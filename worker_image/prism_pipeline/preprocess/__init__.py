@@ -102,7 +102,12 @@ def _audio_items(uri: str, data: bytes, digest: str, file_modality: str, pre: Pr
     with open_container(data, uri) as container:
         if not container.streams.audio:
             raise DecodeError(f"{uri}: no audio stream")
-        samples = decode_audio_stream(container, container.streams.audio[0], rate, uri)
+        try:
+            samples = decode_audio_stream(container, container.streams.audio[0], rate, uri)
+        except DecodeError as err:
+            if file_modality != "video":
+                raise
+            raise DecodeError(f"{err}; set spec.preprocess.video.audio: false to keep only the frames") from err
     items = []
     for start, end in chunk_bounds(len(samples), rate, pre.audio.chunk_seconds):
         t0, t1 = start / rate, end / rate

@@ -16,12 +16,22 @@ def decode_image(data: bytes, max_side: int, name: str) -> np.ndarray:
 
     Truncated files raise instead of yielding a half-grey image: Pillow only notices on load().
     """
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # Some library in the process switched Pillow to silently pad truncated files.
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    # Another library in the process may have told Pillow to pad truncated files silently; for
+    # this decode, a truncated file must fail. Pillow has only this global switch.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        return _decode(data, max_side, name)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
+def _decode(data: bytes, max_side: int, name: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Between 1x and 2x Image.MAX_IMAGE_PIXELS (89-179 MP) Pillow only warns: large camera
+            # photos are legitimate, and JPEGs decode reduced anyway. Above 2x it raises (below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             _draft(img, max_side)
             img.load()
@@ -31,9 +41,7 @@ def decode_image(data: bytes, max_side: int, name: str) -> np.ndarray:
             if max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(img, dtype=np.uint8).copy()
-    except DecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise DecodeError(f"{name}: image too large to decode safely ({err})") from err
     except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, struct.error...
         raise DecodeError(f"{name}: not a readable image ({type(err).__name__}: {err})") from err

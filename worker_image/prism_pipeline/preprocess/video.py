@@ -77,15 +77,22 @@ def sample_frames(container, stream, fps: float, max_frames: int, max_side: int,
 
 def _index(container, stream) -> _Index | None:
     """Timestamps and keyframes of every video packet, without decoding any of them."""
+    import av
+
     pts, keyframes, last_duration = [], [], 0
-    for packet in container.demux(stream):
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.size == 0:
-            continue  # the flush packet at the end, or a packet with no timestamp to place
-        pts.append(ts)
-        if packet.is_keyframe:
-            keyframes.append(ts)
-        last_duration = packet.duration or 0
+    try:
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None or packet.size == 0:
+                continue  # the flush packet at the end, or a packet with no timestamp to place
+            pts.append(ts)
+            if packet.is_keyframe:
+                keyframes.append(ts)
+            last_duration = packet.duration or 0
+    except av.error.FFmpegError:
+        if not pts:
+            raise
+        # A damaged tail: index what came before it, as a player would play up to it.
     if not pts:
         return None
     pts.sort()
@@ -107,22 +114,41 @@ def _frame_at(index: _Index, ts: int) -> int:
 def _decode_wanted(container, stream, index: _Index, targets: list[int],
                    max_side: int) -> Iterator[tuple[int, np.ndarray]]:
     """(pts, RGB image) of the frames with the given pts (ascending). Seeks forward to a target's
-    keyframe when that keyframe lies beyond the one being decoded; otherwise keeps decoding."""
+    keyframe when that keyframe lies beyond the one being decoded; otherwise keeps decoding.
+
+    Some containers seek only approximately (MPEG-TS/PS estimate from byte offsets) or not at all.
+    If a seek fails or lands past its target, the rest is decoded from the start without seeking.
+    """
+    import av
+
     frames = None
     current_kf: int | None = None
+    seekable = True
     i = 0
     while i < len(targets):
         target = targets[i]
         kf = index.keyframes[max(0, bisect.bisect_right(index.keyframes, target) - 1)]
-        if frames is None or current_kf is None or kf > current_kf:
-            container.seek(kf, stream=stream, backward=True, any_frame=False)
+        just_sought = False
+        if frames is None or (seekable and (current_kf is None or kf > current_kf)):
+            if seekable:
+                try:
+                    container.seek(kf, stream=stream, backward=True, any_frame=False)
+                except av.error.FFmpegError:
+                    seekable = False
+            if not seekable:
+                container.seek(0)  # the container's start, in av.time_base units
             frames = container.decode(stream)
-            current_kf = kf
+            current_kf, just_sought = kf, seekable
         reached = False
         for frame in frames:
             ts = frame.pts if frame.pts is not None else frame.dts
             if ts is None:
                 continue
+            if just_sought:
+                just_sought = False
+                if ts > target:
+                    seekable, frames = False, None  # overshot: go sequential from the start
+                    break
             if frame.key_frame:
                 current_kf = ts
             if ts < target:
@@ -133,6 +159,8 @@ def _decode_wanted(container, stream, index: _Index, targets: list[int],
                 i += 1  # a damaged stream skipped past these; the frame shown covers them
             reached = True
             break
+        if frames is None:
+            continue  # retry this target without seeking
         if not reached:
             break  # end of stream
 

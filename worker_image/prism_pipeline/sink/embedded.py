@@ -7,6 +7,7 @@ them. One client per path per process, shared by concurrent jobs of the same pro
 
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,16 @@ def embedded_client(state_dir: str | Path):
                                      f"(another `prism run` or `prism search`?); wait for it or use "
                                      f"--state-dir ({err})") from err
         return _CLIENTS[path]
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close stores before interpreter teardown (the client's __del__ fails once imports are gone)."""
+    with _LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
 
 
 def close_embedded(state_dir: str | Path) -> None:

@@ -1,0 +1,67 @@
+"""The ArgoCD health check for ExtractionJob, run in a real Lua runtime (lupa), and the ArgoCD examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+lupa = pytest.importorskip("lupa", reason="lupa (a Lua runtime from PyPI) runs the ArgoCD health check")
+
+ARGOCD = Path(__file__).resolve().parents[2] / "manifests" / "argocd"
+SCRIPT = (ARGOCD / "health-extractionjob.lua").read_text()
+
+
+def health(obj: dict) -> dict:
+    """Run the script as ArgoCD does: a chunk with the object as the global `obj`, returning `hs`."""
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(SCRIPT)
+    return dict(result)
+
+
+def job(status: dict | None, generation: int = 2) -> dict:
+    obj = {"apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob",
+           "metadata": {"name": "j", "generation": generation}, "spec": {}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize("status,expected,message", [
+    (None, "Progressing", "Waiting for the Prism operator"),
+    ({"phase": "Succeeded", "observedGeneration": 2, "reason": "Succeeded", "message": "attempt 1 succeeded"},
+     "Healthy", "Succeeded: Succeeded: attempt 1 succeeded"),
+    ({"phase": "Failed", "observedGeneration": 2, "reason": "RetriesExhausted", "message": "OOM"},
+     "Degraded", "Failed: RetriesExhausted: OOM"),
+    ({"phase": "Suspended", "observedGeneration": 2, "reason": "Suspended"}, "Suspended", "Suspended"),
+    ({"phase": "Running", "observedGeneration": 2, "reason": "Running", "message": "attempt 1 running",
+      "progress": {"summary": "640/1000", "percent": 64}},
+     "Progressing", "Running: Running: attempt 1 running (640/1000 files, 64%)"),
+    ({"phase": "Provisioning", "observedGeneration": 2, "reason": "PodProblem",
+      "message": "pod x: ImagePullBackOff"}, "Progressing", "ImagePullBackOff"),
+    # A status written for an older spec says nothing about the new one, even if it looks final.
+    ({"phase": "Succeeded", "observedGeneration": 1}, "Progressing", "observe generation 2"),
+    ({"phase": "Failed"}, "Progressing", "observe generation 2"),
+])
+def test_health(status, expected, message):
+    hs = health(job(status))
+    assert hs["status"] == expected
+    assert message in hs["message"]
+
+
+def test_configmap_patch_carries_the_same_script():
+    patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
+    assert patch["data"]["resource.customizations.health.prism.dev_ExtractionJob"] == SCRIPT
+
+
+def test_applications_ignore_autoscaled_replicas():
+    apps = {a["metadata"]["name"]: a for a in yaml.safe_load_all((ARGOCD / "application.yaml").read_text())}
+    assert apps["prism-operator"]["spec"]["source"]["path"] == "manifests"
+    ignored = apps["prism-jobs"]["spec"]["ignoreDifferences"]
+    assert {"group": "ray.io", "kind": "RayCluster",
+            "jqPathExpressions": [".spec.workerGroupSpecs[].replicas"]} in ignored
+    for app in apps.values():
+        assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
+        assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
