@@ -1,4 +1,5 @@
-"""Regenerate what is generated from the job contract: crds/extractionjob.yaml and the README's API table.
+"""Regenerate what is generated from the job contract: crds/extractionjob.yaml (and its copy in the
+kustomize base, manifests/crd/) and the README's API table.
 Run after changing prism_pipeline.spec (`make crd`); tests fail until both match."""
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    (ROOT / "crds" / "extractionjob.yaml").write_text(render())
+    crd = render()
+    (ROOT / "crds" / "extractionjob.yaml").write_text(crd)
+    (ROOT / "manifests" / "crd" / "extractionjob.yaml").write_text(crd)
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
     readme.write_text(text[:start] + markdown_reference() + text[end:])
-    print("wrote crds/extractionjob.yaml and README.md's API reference")
+    print("wrote crds/extractionjob.yaml, manifests/crd/extractionjob.yaml and README.md's API reference")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the progress URL at a local HTTP server.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, fields
 
@@ -87,10 +88,11 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
         prefix="prism.dev", key="last-handled-configuration")
     settings.persistence.finalizer = "prism.dev/finalizer"
     # Events come from our own explicit calls; kopf's handler log lines would flood `kubectl describe`.
-    settings.posting.level = 40  # logging.ERROR
+    settings.posting.level = logging.ERROR
     settings.execution.default_backoff = config.retry_backoff
-    settings.networking.request_timeout = config.api_timeout * 4
+    # kopf's own API calls (patches, events): the same bound as ours, with room for its retries.
     settings.networking.connect_timeout = config.api_timeout
+    settings.networking.request_timeout = config.api_timeout * 4
     # Bounded watch requests: a silently dropped connection is noticed within this time.
     settings.watching.server_timeout = config.watch_timeout
     settings.watching.client_timeout = config.watch_timeout + 30

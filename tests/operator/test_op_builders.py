@@ -128,6 +128,11 @@ def test_entrypoint_round_trips_through_a_shell():
     assert document["apiVersion"] == "prism.dev/v1alpha1" and document["kind"] == "ExtractionJob"
     assert document["spec"] == tricky.spec.to_wire()
     assert parse_spec(document["spec"], target="cluster") == tricky.spec
+    # ... and the pipeline's own reader of --spec agrees.
+    from prism_pipeline.jobspec import load
+
+    received = load(argv[5], target="cluster")
+    assert (received.name, received.uid, received.spec) == ("campaign", UID, tricky.spec)
 
 
 def test_existing_cluster():
@@ -187,3 +192,54 @@ def test_render_prints_the_children(capsys, tmp_path):
     assert main(["render", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}: spec.retries.limit: must be >= 0" in err
+
+
+RAY_STUB = """#!{python}
+# `ray job status` says "not submitted"; `ray job submit ... -- ARGS` does what Ray's CLI and job
+# supervisor do: list2cmdline(ARGS) (ray/dashboard/modules/job/cli.py), then /bin/sh -c.
+import subprocess, sys
+args = sys.argv[1:]
+if args[:2] != ["job", "submit"]:
+    sys.exit(1)
+sys.exit(subprocess.run(["/bin/sh", "-c", subprocess.list2cmdline(args[args.index("--") + 1:])]).returncode)
+"""
+DRIVER_STUB = """#!{python}
+import sys
+open(sys.argv[0] + ".spec", "w").write(sys.argv[sys.argv.index("--spec") + 1])
+"""
+
+
+@pytest.mark.parametrize("include", [
+    ["**/*.mp4"],
+    ["my folder/*.jpg", "it's", "$HOME/*", "`id`", "!x", '"quoted"', "back\\slash\\", "{a,b}", "é"],
+])
+def test_spec_survives_the_submitter_and_the_job_supervisor(tmp_path, include):
+    """KubeRay's K8sJobMode submitter runs `bash -ce "... ray job submit ... -- <entrypoint> ..."`
+    (BuildJobSubmitCommand); Ray joins the arguments and runs them with /bin/sh. The driver must get
+    the spec back exactly, whatever characters it holds."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bash = shutil.which("bash")
+    if bash is None or not Path("/bin/sh").exists():
+        pytest.skip("needs bash and /bin/sh to replay the submitter's shell passes")
+    for name, text in (("ray", RAY_STUB), ("python", DRIVER_STUB)):
+        stub = tmp_path / name
+        stub.write_text(text.format(python=sys.executable))
+        stub.chmod(0o755)
+    job = make_job(source={"uri": "s3://media/a b/", "include": include},
+                   extractors=[{"name": "t", "kind": "text-embedding", "options": {"prompt": "a \"b\" $c"}}])
+    address = "http://campaign-head-svc.media.svc:8265"
+    command = " ".join([
+        "if", "!", "ray", "job", "status", "--address", address, "sub-id", ">/dev/null", "2>&1", ";", "then",
+        "ray", "job", "submit", "--address", address, "--no-wait", "--submission-id", "sub-id",
+        "--", build_entrypoint(job).strip(), ";", "fi", ";",
+    ])
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([bash, "-ce", "--", command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    received = json.loads((tmp_path / "python.spec").read_text())
+    assert received["spec"] == job.spec.to_wire()
+    assert parse_spec(received["spec"], target="cluster") == job.spec

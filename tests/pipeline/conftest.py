@@ -61,9 +61,9 @@ def write_media(folder: Path, *, images: int = 2, corrupt: bool = False) -> Path
     return folder
 
 
-def spec_for(source: Path | str, collection: str, extractors: list[dict], **fields) -> ExtractionJobSpec:
+def spec_for(uri: Path | str, collection: str, extractors: list[dict], **fields) -> ExtractionJobSpec:
     return ExtractionJobSpec.model_validate({
-        "source": {"uri": str(source)},
+        "source": {"uri": str(uri)},
         "extractors": extractors,
         "sink": {"qdrant": {"collection": collection}},
         **fields,

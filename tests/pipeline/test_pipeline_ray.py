@@ -146,3 +146,24 @@ def test_two_jobs_at_once_on_one_ray(ray_session, tmp_path):
     assert sorted(results) == ["job-a", "job-b"]
     for result in results.values():
         assert result.ok and result.tracker.files_done == 6 and result.points_in_collection == 6
+
+
+def test_server_mode_writes_through_writer_actors_with_retries(ray_session, tmp_path):
+    """Server mode: writer actors upsert over HTTP in batches of sink.batchSize, retrying a 503."""
+    from .qdrant_server import QdrantStandIn
+
+    server = QdrantStandIn(fail_upserts=2)
+    try:
+        media = write_media(tmp_path / "media")
+        sink = {"qdrant": {"collection": "remote", "url": server.url, "batchSize": 2, "timeoutSeconds": 10}}
+        spec = spec_for(media, "remote", [TEXT, FACES], sink=sink)
+        first = run_job("remote", spec, state_dir=tmp_path / "state")
+        assert first.ok, first.message
+        assert first.points_in_collection == server.local.count("remote").count == 6
+        assert server.upserts >= 3 + 2  # six points in batches of at most two, after two refusals
+        assert not (tmp_path / "state" / "qdrant").exists()  # nothing embedded in server mode
+
+        second = run_job("remote", spec, state_dir=tmp_path / "state")
+        assert second.tracker.decodes == 0 and second.tracker.files_skipped == 6
+    finally:
+        server.close()

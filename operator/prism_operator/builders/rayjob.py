@@ -8,6 +8,7 @@ does neither, and the ExtractionJob operator owns both.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from prism_pipeline.spec import API_VERSION, KIND, ExtractionJob, ray_job_name
@@ -34,10 +35,27 @@ def pipeline_document(job: ExtractionJob) -> dict:
     }
 
 
+# Characters a shell would act on inside JSON strings, and JSON's own backslash escapes: written as
+# \uXXXX escapes, which every JSON parser reads back and no shell touches.
+_SHELL_ACTIVE = re.compile(r'\\\\|\\"|[$`\'!]')
+
+
+def shell_safe_json(document: dict) -> str:
+    """JSON that survives every shell pass between the RayJob and the driver.
+
+    In K8sJobMode the entrypoint is pasted into the submitter's `bash -c` command, `ray job submit`
+    joins its arguments again with subprocess.list2cmdline, and Ray's job supervisor runs that
+    string with `/bin/sh`. The text below has spaces (so list2cmdline wraps it in double quotes) and
+    no `\\`, `\\"`, `$`, backtick, quote or `!` inside strings, so each pass gives it back unchanged.
+    """
+    text = json.dumps(document, sort_keys=True, ensure_ascii=True, separators=(", ", ": "))
+    return _SHELL_ACTIVE.sub(lambda m: {"\\\\": "\\u005c", '\\"': "\\u0022"}.get(m.group(0))
+                             or f"\\u{ord(m.group(0)):04x}", text)
+
+
 def build_entrypoint(job: ExtractionJob) -> str:
-    document = json.dumps(pipeline_document(job), separators=(",", ":"), sort_keys=True)
-    return (f"python -m prism_pipeline run --spec {shlex.quote(document)} "
-            f"--progress-port {PROGRESS_PORT}")
+    document = shell_safe_json(pipeline_document(job))
+    return f"python -m prism_pipeline run --spec {shlex.quote(document)} --progress-port {PROGRESS_PORT}"
 
 
 def rayjob_name_for(job: ExtractionJob, attempt: int) -> str:
