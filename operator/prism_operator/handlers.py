@@ -55,7 +55,8 @@ class Runtime:
         self.metrics_port: int | None = None
 
     async def start(self) -> None:
-        api = KubeApi(load_client_config(), timeout=self.config.api_timeout)
+        api = KubeApi(load_client_config(self.config.api_concurrency), timeout=self.config.api_timeout,
+                      concurrency=self.config.api_concurrency)
         self._session = aiohttp.ClientSession()
         self.reconciler = Reconciler(api=api, session=self._session, config=self.config)
         if self.config.metrics_enabled:
@@ -64,6 +65,8 @@ class Runtime:
             log.info("operator metrics on %s:%s/metrics", self.config.metrics_host, self.metrics_port)
 
     async def stop(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.api.close()
         if self._session is not None:
             await self._session.close()
         if self._metrics is not None:

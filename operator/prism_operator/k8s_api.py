@@ -2,16 +2,19 @@
 ExtractionJobs). Every call has a timeout; a failed call is counted and reported to the caller,
 and the next reconcile (one timer interval later) is its bounded retry.
 
-The official client is synchronous, so each call runs in a worker thread.
+The official client is synchronous, so each call runs in a worker thread of the API's own bounded
+pool, with as many pooled connections as threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -31,26 +34,33 @@ class KubeApiError(RuntimeError):
     """A Kubernetes API call failed (other than the expected 404/409)."""
 
 
-def load_client_config() -> client.ApiClient:
+def load_client_config(concurrency: int = 16) -> client.ApiClient:
     """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         # The client reads KUBECONFIG once, at import; read it now.
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-    return client.ApiClient()
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    configuration.connection_pool_maxsize = concurrency
+    return client.ApiClient(configuration)
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient, timeout: float):
+    def __init__(self, api_client: client.ApiClient, timeout: float, concurrency: int = 16):
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prism-api")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs["_request_timeout"] = self._timeout
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            call = functools.partial(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except ApiException as exc:
             if exc.status in (404, 409):
                 raise

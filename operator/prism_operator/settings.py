@@ -31,6 +31,10 @@ class OperatorConfig:
     progress_timeout: float = 3.0
     # Timeout of one Kubernetes API request, seconds (PRISM_API_TIMEOUT).
     api_timeout: float = 15.0
+    # Kubernetes API requests in flight at once: worker threads and pooled connections of the
+    # (synchronous) client. The default executor's min(32, cores + 4) threads and urllib3's 4
+    # connections queued reconciles behind each other with hundreds of jobs (PRISM_API_CONCURRENCY).
+    api_concurrency: int = 16
     # Operator metrics server: /metrics on this host and port; port 0 picks a free one
     # (PRISM_METRICS_ENABLED, PRISM_METRICS_HOST, PRISM_METRICS_PORT).
     metrics_enabled: bool = True
@@ -63,6 +67,8 @@ class OperatorConfig:
         for name in ("timer_interval", "progress_timeout", "api_timeout", "retry_backoff", "watch_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be > 0 (got {getattr(self, name)})")
+        if not 1 <= self.api_concurrency <= 256:
+            raise ConfigError(f"{ENV_PREFIX}API_CONCURRENCY: must be 1-256 (got {self.api_concurrency})")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT: must be 0-65535 (got {self.metrics_port})")
         try:
