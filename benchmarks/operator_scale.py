@@ -87,6 +87,12 @@ def live(emulator: ApiServerEmulator, api: str, plural: str) -> dict[str, dict]:
             if r == res and ns == NAMESPACE and not obj.deleted}
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -172,9 +178,12 @@ async def run(jobs: int, interval: float, window: float, timeout: float) -> dict
 
             before = collections.Counter(emulator.counts)
             before_hits = sum(hits.values())
+            operator_cpu, emulator_cpu = cpu_seconds(operator.pid), cpu_seconds(os.getpid())
             start = time.monotonic()
             await asyncio.sleep(window)
             elapsed = time.monotonic() - start
+            operator_cpu = cpu_seconds(operator.pid) - operator_cpu
+            emulator_cpu = cpu_seconds(os.getpid()) - emulator_cpu
             by_method = emulator.counts - before
             writes = sum(n for m, n in by_method.items() if m in ("POST", "PUT", "PATCH", "DELETE"))
             reads = sum(hits.values()) - before_hits
@@ -193,6 +202,10 @@ async def run(jobs: int, interval: float, window: float, timeout: float) -> dict
                 "api_requests_by_method": dict(by_method),
                 "progress_reads_per_job_per_interval": round(reads / jobs / (elapsed / interval), 3),
                 "operator_peak_rss_mb": round(peak_rss_mb(operator.pid), 1),
+                # Where the steady window's CPU went: the operator vs the emulated API server (and
+                # the fake KubeRay/progress endpoint) in this process. A core is 1.0.
+                "steady_cpu_operator": round(operator_cpu / elapsed, 2),
+                "steady_cpu_emulated_api": round(emulator_cpu / elapsed, 2),
             }
         finally:
             if operator.returncode is None:
