@@ -1,9 +1,12 @@
 """Sink: points/s through Prism's Qdrant sink vs direct qdrant-client upserts of the same points,
 embedded mode (the local store `prism run` uses), side by side in one run.
 
-- sink: item rows as the stream carries them (pickled rows in Ray Data batches) -> the sink stage's
-  `build_points` (ids, named vectors, payload) -> `Sink.write_points` (the driver's batched upserts
-  of sink.batchSize, with bounded retries) into a fresh store;
+- sink (driver): what the driver does in a run: the sink stage's output batches as they arrive
+  (outcome rows carrying built points) -> unpickle -> `Sink.write_points` (batched upserts of
+  sink.batchSize, with bounded retries) into a fresh store. `build_points` runs upstream in a Ray
+  stage, in parallel with these writes;
+- sink (serial): the same, plus `build_points` (ids, named vectors, payload from item rows) in the
+  same thread: an upper bound of the sink's total cost;
 - direct: the same PointStruct objects, prebuilt outside the timer, upserted with
   `QdrantClient.upsert(..., wait=True)` in chunks of the same size into a fresh store.
 
@@ -70,24 +73,24 @@ def main() -> None:
     batches = [R.to_batch(rows[i:i + STREAM_BATCH]) for i in range(0, len(rows), STREAM_BATCH)]
     work = Path(tempfile.mkdtemp(prefix="prism-sink-"))
 
-    def through_sink(state: Path) -> float:
+    def through_sink(state: Path, serial: bool) -> float:
         sink = Sink(spec, extractors, state)
         sink.prepare()
         kwargs = {"vector_names": sink.vector_names, "payload_names": sink.payload_names, "versions": sink.versions}
+        arriving = batches if serial else built
         started = time.perf_counter()
-        for batch in batches:
-            outs = R.from_batch(build_points(batch, **kwargs))
+        for batch in arriving:
+            outs = R.from_batch(build_points(batch, **kwargs) if serial else batch)
             sink.write_points([o["point"] for o in outs if o.get("point") is not None])
         elapsed = time.perf_counter() - started
         assert sink.count() == args.points, sink.count()
         close_embedded(state)
         return elapsed
 
-    points_for_direct = []
     probe = Sink(spec, extractors, work / "probe")
     kwargs = {"vector_names": probe.vector_names, "payload_names": probe.payload_names, "versions": probe.versions}
-    for batch in batches:
-        points_for_direct += [o["point"] for o in R.from_batch(build_points(batch, **kwargs)) if o.get("point")]
+    built = [build_points(batch, **kwargs) for batch in batches]  # the sink stage's output batches
+    points_for_direct = [o["point"] for b in built for o in R.from_batch(b) if o.get("point")]
     close_embedded(work / "probe")
 
     def direct(state: Path) -> float:
@@ -103,15 +106,19 @@ def main() -> None:
         client.close()
         return elapsed
 
-    sink_times, direct_times = [], []
-    for r in range(args.repeats):  # alternate, so drift on a noisy machine hits both
+    driver_times, serial_times, direct_times = [], [], []
+    for r in range(args.repeats):  # interleaved, so drift on a noisy machine hits all three
         direct_times.append(direct(work / f"direct-{r}"))
-        sink_times.append(through_sink(work / f"sink-{r}"))
-    best_sink, best_direct = min(sink_times), min(direct_times)
+        driver_times.append(through_sink(work / f"driver-{r}", serial=False))
+        serial_times.append(through_sink(work / f"serial-{r}", serial=True))
+    best_driver, best_serial, best_direct = min(driver_times), min(serial_times), min(direct_times)
     result = {
         "points": args.points, "batch_size": args.batch_size, "vector_dim": DIM, "repeats": args.repeats,
-        "sink_points_per_s": round(args.points / best_sink), "direct_points_per_s": round(args.points / best_direct),
-        "sink_over_direct": round(best_direct / best_sink, 3),
+        "direct_points_per_s": round(args.points / best_direct),
+        "sink_driver_points_per_s": round(args.points / best_driver),
+        "sink_serial_points_per_s": round(args.points / best_serial),
+        "sink_driver_over_direct": round(best_direct / best_driver, 3),
+        "sink_serial_over_direct": round(best_direct / best_serial, 3),
     }
     print(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+from prism_pipeline.extractors import ExtractorError, build
 from prism_pipeline.extractors.ocr import OCR
+from prism_pipeline.models import ModelError
 
 from .conftest import image_item, spec
 
@@ -48,15 +50,17 @@ def test_reads_drawn_text_line_by_line():
 @needs_tesseract
 def test_missing_language_data_is_a_setup_error():
     ex = OCR(spec("ocr", options={"language": "eng+xyz"}))
-    with pytest.raises(RuntimeError, match="no data for xyz.*tesseract-ocr-xyz"):
+    with pytest.raises(ModelError, match="no data for xyz.*tesseract-ocr-xyz"):
         ex.setup()
 
 
 def test_missing_binary_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    ex = OCR(spec("ocr"))
-    with pytest.raises(RuntimeError, match="tesseract binary is not installed.*apt-get install -y tesseract-ocr"):
-        ex.setup()
+    with pytest.raises(ExtractorError, match=r"spec.extractors\[0\]: .*tesseract binary is not installed.*"
+                                              "apt-get install -y tesseract-ocr"):
+        build(spec("ocr"), "spec.extractors[0]")  # on the driver, before any Ray actor starts
+    with pytest.raises(ModelError, match="tesseract binary is not installed"):
+        OCR(spec("ocr")).setup()
 
 
 @pytest.mark.parametrize(("fields", "message"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prism_pipeline.extractors import BUILTINS, ExtractorError, Payload, Vector, build
+from prism_pipeline.extractors.caption import Caption
 from prism_pipeline.extractors.torch_device import placement
 from prism_pipeline.spec import BUILTIN_KINDS
 
@@ -34,11 +35,18 @@ def test_bad_options_surface_as_extractor_errors_naming_the_entry():
         build(spec("brand-safety", options={"categories": ["x"]}), "spec.extractors[3]")
 
 
+@pytest.mark.parametrize("model", ["file:///no/such/model", "hf://prism-test/not-cached"])
+def test_a_missing_model_is_an_extractor_error_on_the_driver(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRISM_MODEL_CACHE", str(tmp_path))
+    with pytest.raises(ExtractorError, match=r"spec.extractors\[1\]: extractor 'image_embedding' model: "):
+        build(spec("image-embedding", model), "spec.extractors[1]")
+
+
 @pytest.mark.parametrize(("options", "dtype"), [({}, "float32"), ({"dtype": "bfloat16"}, "bfloat16")])
 def test_cpu_placement(options, dtype):
     import torch
 
-    where = placement(build(spec("caption", "file:///x", options=options)))
+    where = placement(Caption(spec("caption", "file:///x", options=options)))
     assert where.device == "cpu" and where.dtype == getattr(torch, dtype)
 
 
@@ -48,4 +56,4 @@ def test_cpu_placement(options, dtype):
 ])
 def test_bad_dtypes(options, message):
     with pytest.raises(ValueError, match=message):
-        placement(build(spec("caption", "file:///x", options=options)))
+        placement(Caption(spec("caption", "file:///x", options=options)))

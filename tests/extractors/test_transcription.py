@@ -93,6 +93,11 @@ def test_not_a_pocketsphinx_folder(tmp_path):
         ex.setup()
 
 
+def test_pocketsphinx_needs_a_language():
+    with pytest.raises(ValueError, match="pocketsphinx needs options.language"):
+        Transcription(spec("transcription", options={"language": None})).setup()
+
+
 def test_max_new_tokens_is_bounded():
     with pytest.raises(ValueError, match="options.maxNewTokens must be in 1..448"):
         Transcription(spec("transcription", options={"maxNewTokens": 1000}))

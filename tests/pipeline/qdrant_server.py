@@ -3,8 +3,8 @@ real HTTP and backed by qdrant-client's own local engine.
 
 No Qdrant server binary can run on these machines (DESIGN §6), so this plays its part the way
 kmock plays Kubernetes': the pipeline's writer actors talk to it through the real QdrantClient over
-HTTP from other processes. `fail_upserts` answers that many upserts with 503 first, to exercise the
-writers' retries. Its limits: only the routes below, no auth, no payload indexes.
+HTTP from other processes. `fail_upserts` answers that many point upserts with 503 first, to
+exercise the writers' retries. Its limits: only the routes below, no auth, no payload indexes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class QdrantStandIn:
     def route(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         local = self.local
         if method == "GET" and path == "/":
-            return 200, {"title": "qdrant - vector search engine (Prism test stand-in)", "version": "1.15.0"}
+            return 200, {"title": "qdrant - vector search engine (Prism test stand-in)", "version": "1.20.0"}
         found = re.fullmatch(r"/collections/([^/]+)(/.*)?", path)
         if not found:
             return 404, {"error": f"no route {method} {path}"}
@@ -54,8 +54,9 @@ class QdrantStandIn:
             case "PUT", "/index":
                 return 200, {"operation_id": 0, "status": "completed"}
             case "PUT", "/points":
-                self.upserts += 1
-                if self.upserts <= self.fail_upserts:
+                if not name.endswith("__prism_files"):  # refusals reach the writer actors
+                    self.upserts += 1
+                if not name.endswith("__prism_files") and self.upserts <= self.fail_upserts:
                     return 503, {"error": "service unavailable (injected)"}
                 points = [m.PointStruct.model_validate(p) for p in body["points"]]
                 return 200, local.upsert(name, points=points).model_dump(mode="json")
@@ -86,8 +87,12 @@ class QdrantStandIn:
                         status, result = stand_in.route(method, path, body)
                 except Exception as err:
                     status, result = 400, {"error": f"{type(err).__name__}: {err}"}
-                payload = {"result": result, "status": "ok", "time": 0.0} if status == 200 else \
-                    {"status": result, "time": 0.0}
+                if path == "/":  # the root answers VersionInfo itself, without the envelope
+                    payload = result
+                elif status == 200:
+                    payload = {"result": result, "status": "ok", "time": 0.0}
+                else:
+                    payload = {"status": result, "time": 0.0}
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -18,7 +18,7 @@ from prism_pipeline.models import ModelError, resolve
 from prism_pipeline.points import point_id, to_point
 from prism_pipeline.progress import ProgressState, serve
 from prism_pipeline.sink.collection import CollectionError, ensure_collections
-from prism_pipeline.sink.server import SinkWriteError, upsert_with_retries
+from prism_pipeline.sink.server import SinkWriteError, call_with_retries
 from prism_pipeline.spec import Extractor as ExtractorSpec
 from prism_pipeline.spec import metrics
 
@@ -110,7 +110,7 @@ def test_upserts_retry_with_growing_backoff_then_give_up():
         raise Flaky(503)
 
     with pytest.raises(SinkWriteError, match="after 4 attempt"):
-        upsert_with_retries(upsert, "upsert", attempts=4, backoff_s=1.0, sleep=sleeps.append)
+        call_with_retries(upsert, "upsert", attempts=4, backoff_s=1.0, sleep=sleeps.append)
     assert len(calls) == 4 and len(sleeps) == 3
     assert sleeps[0] < sleeps[1] < sleeps[2] <= 10 * 1.25
 
@@ -123,7 +123,7 @@ def test_client_errors_are_not_retried():
         raise Flaky(400)
 
     with pytest.raises(SinkWriteError):
-        upsert_with_retries(upsert, "upsert", sleep=lambda s: None)
+        call_with_retries(upsert, "upsert", sleep=lambda s: None)
     assert len(calls) == 1
 
 
@@ -135,7 +135,7 @@ def test_a_transient_failure_is_retried_until_it_succeeds():
         if err:
             raise err
 
-    upsert_with_retries(upsert, "upsert", sleep=lambda s: None)
+    call_with_retries(upsert, "upsert", sleep=lambda s: None)
     assert outcomes == []
 
 
@@ -218,6 +218,7 @@ def test_an_existing_collection_of_another_shape_is_refused(tmp_path):
         client.close()
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_an_unreachable_qdrant_server_is_a_clear_job_error(tmp_path):
     import socket
 
@@ -231,3 +232,17 @@ def test_an_unreachable_qdrant_server_is_a_clear_job_error(tmp_path):
                     sink={"qdrant": {"collection": "c", "url": f"http://127.0.0.1:{port}", "timeoutSeconds": 2}})
     with pytest.raises(JobError, match=r"spec.sink.qdrant: cannot prepare collection 'c'"):
         run_job("j", spec, state_dir=tmp_path / "state")
+
+
+def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint():
+    import socket
+
+    from prism_pipeline.progress import ProgressActor
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        actor = ProgressActor("j", 1, busy.getsockname()[1])
+        assert actor.port() is None and "cannot serve progress" in actor.serve_error()
+        actor.add({"files_done": 1})
+        assert actor.snapshot()["counts"]["files_done"] == 1

@@ -31,12 +31,25 @@ class ProgressBar:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop polling and draw the final state (the driver has pushed its exact totals by now)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        if self._tty and self._drawn:
+        if self.actor is None:
+            return
+        try:
+            import ray
+
+            line = self.render(ray.get(self.actor.snapshot.remote(), timeout=5))
+        except Exception:
+            line = None
+        if line and self._tty:
+            self.out.write("\r" + line.ljust(110)[:130] + "\n")
+        elif line:
+            self.out.write(line + "\n")
+        elif self._drawn:
             self.out.write("\n")
-            self.out.flush()
+        self.out.flush()
 
     def _loop(self) -> None:
         import ray

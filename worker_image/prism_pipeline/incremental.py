@@ -22,6 +22,7 @@ from prism_pipeline.extractors import Extractor
 from prism_pipeline.spec import ExtractionJobSpec
 
 from .sink.collection import files_collection
+from .sink.server import call_with_retries
 
 RETRIEVE_CHUNK = 256
 
@@ -46,7 +47,9 @@ def recorded(client: Any, collection: str, uris: list[str]) -> dict[str, dict[st
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(uris), RETRIEVE_CHUNK):
         chunk = uris[start:start + RETRIEVE_CHUNK]
-        for point in client.retrieve(name, ids=[record_id(u) for u in chunk], with_payload=True):
+        ids = [record_id(u) for u in chunk]
+        for point in call_with_retries(lambda ids=ids: client.retrieve(name, ids=ids, with_payload=True),
+                                       f"reading file records from {name!r}"):
             payload = point.payload or {}
             if payload.get("uri"):
                 found[payload["uri"]] = payload
@@ -64,18 +67,20 @@ def write_records(client: Any, collection: str, files: list[tuple[str, str, int]
 
     if not files:
         return
-    client.upsert(files_collection(collection), wait=True, points=[
-        qm.PointStruct(id=record_id(uri), vector={},
-                       payload={"uri": uri, "content_hash": h, "items": n, "run_key": key})
-        for uri, h, n in files
-    ])
+    points = [qm.PointStruct(id=record_id(uri), vector={},
+                             payload={"uri": uri, "content_hash": h, "items": n, "run_key": key})
+              for uri, h, n in files]
+    call_with_retries(lambda: client.upsert(files_collection(collection), wait=True, points=points),
+                      f"recording {len(points)} finished files")
 
 
 def delete_stale(client: Any, collection: str, uri: str, content_hash: str) -> None:
     """Drop the points of earlier versions of a file (same uri, other content)."""
     from qdrant_client import models as qm
 
-    client.delete(collection, wait=True, points_selector=qm.FilterSelector(filter=qm.Filter(
+    selector = qm.FilterSelector(filter=qm.Filter(
         must=[qm.FieldCondition(key="uri", match=qm.MatchValue(value=uri))],
         must_not=[qm.FieldCondition(key="content_hash", match=qm.MatchValue(value=content_hash))],
-    )))
+    ))
+    call_with_retries(lambda: client.delete(collection, wait=True, points_selector=selector),
+                      f"deleting old points of {uri}")

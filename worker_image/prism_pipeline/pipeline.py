@@ -104,9 +104,16 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
             ds = build_dataset(spec, extractors, refs, skip_if, sink, progress)
             _consume(ds, spec, sink, tracker, progress, key, recorded_hashes)
         tracker.close(uris)
-    except Exception:
+    except Exception as err:
         progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures])
-        raise
+        if isinstance(err, JobError):
+            raise
+        # A stage that raised past its own handling (the sink refusing writes after its retries,
+        # a worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the
+        # first lines say what happened.
+        first = "\n".join(str(err).strip().splitlines()[-6:])
+        raise JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
+                       f"{type(err).__name__}: {first}") from err
     ratio = tracker.files_failed / len(refs) if refs else 0.0
     limit = spec.failure_policy.max_failed_file_ratio
     ok = ratio <= limit

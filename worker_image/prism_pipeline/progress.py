@@ -9,6 +9,7 @@ is authoritative: at the end it pushes its exact totals with `finish`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -121,10 +122,20 @@ class ProgressActor:
     def __init__(self, job: str, files_total: int, port: int | None):
         self.state = ProgressState(job)
         self.state.files_total = files_total
-        self.server = serve(self.state, port) if port is not None else None
+        self.server, self.error = None, None
+        if port is not None:
+            try:
+                self.server = serve(self.state, port)
+            except OSError as err:
+                # Another job's driver on this node (a shared `cluster.existing`) holds the port: run
+                # without the endpoint rather than fail the job; the driver logs the reason.
+                self.error = f"cannot serve progress on port {port}: {err.strerror or err}"
 
     def port(self) -> int | None:
         return self.server.server_address[1] if self.server else None
+
+    def serve_error(self) -> str | None:
+        return self.error
 
     def add(self, counts: dict[str, float], failures: list[dict[str, str]] | None = None) -> None:
         self.state.add(counts, failures)
@@ -153,5 +164,7 @@ def start_progress_actor(job: str, files_total: int, port: int | None):
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
     ).remote(job, files_total, port)
     # One ray.get at start-up (not on the hot path): surfaces a busy port before any work starts.
-    bound = ray.get(actor.port.remote(), timeout=60)
+    bound, error = ray.get([actor.port.remote(), actor.serve_error.remote()], timeout=60)
+    if error:
+        logging.getLogger("prism.progress").warning("%s; progress is only in this log", error)
     return actor, bound

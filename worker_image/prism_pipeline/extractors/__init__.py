@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from prism_pipeline.models import ModelError
 from prism_pipeline.spec import Extractor as ExtractorSpec
 
 from .base import Extractor, Payload, Vector
@@ -55,8 +56,9 @@ def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
                              f"(available: {', '.join(BUILTINS)}, or a 'python: module:Class' plug-in)")
     try:
         ex = cls(spec)
-        output, modalities = ex.output, ex.modalities
-    except (ValueError, TypeError) as err:
+        # output and version resolve the model on the driver: a missing one fails here, named.
+        output, modalities, _ = ex.output, ex.modalities, ex.version
+    except (ValueError, TypeError, ModelError) as err:
         raise ExtractorError(f"{where}: {err}") from err
     if not isinstance(output, Vector | Payload):
         raise ExtractorError(f"{where}: {cls.__name__}.output must be Vector(size) or Payload()")

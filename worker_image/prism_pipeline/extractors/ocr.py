@@ -19,6 +19,8 @@ import subprocess
 from functools import cached_property
 from typing import Any
 
+from prism_pipeline.models import ModelError
+
 from .base import Extractor, Payload
 from .hf_models import rgb_images
 
@@ -49,7 +51,7 @@ class OCR(Extractor):
     def _binary(self) -> str:
         binary = shutil.which("tesseract")
         if binary is None:
-            raise RuntimeError(f"extractor {self.name!r}: the tesseract binary is not installed in this worker; "
+            raise ModelError(f"extractor {self.name!r}: the tesseract binary is not installed in this worker; "
                                "install Debian's tesseract-ocr (apt-get install -y tesseract-ocr, as the "
                                "Prism worker image does) or remove the ocr extractor")
         return binary
@@ -63,7 +65,7 @@ class OCR(Extractor):
         listed = self._run(["--list-langs"], timeout=30).stdout.decode(errors="replace").split()[1:]
         missing = [code for code in self._language.split("+") if code not in listed]
         if missing:
-            raise RuntimeError(f"extractor {self.name!r}: options.language {self._language!r}: tesseract has no "
+            raise ModelError(f"extractor {self.name!r}: options.language {self._language!r}: tesseract has no "
                                f"data for {', '.join(missing)} (installed: {', '.join(listed)}); install "
                                f"tesseract-ocr-{missing[0]}")
 

@@ -93,6 +93,9 @@ class Transcription(Extractor):
         if self.spec.resources.gpu > 0:
             raise ValueError(f"extractor {self.name!r}: pocketsphinx runs on CPU only; set resources.gpu: 0 "
                              "or use a whisper model for GPU transcription")
+        if not self._language:
+            raise ValueError(f"extractor {self.name!r}: pocketsphinx needs options.language, the model "
+                             "sub-folder (e.g. en-us); it cannot detect the language")
         from pocketsphinx import Decoder
 
         root = self._model_files.path

@@ -10,7 +10,7 @@ from prism_pipeline.spec import QdrantSink
 
 from .collection import CollectionError, ensure_collections, files_collection, read_meta
 from .embedded import StoreBusyError, build_points, embedded_client
-from .server import QdrantWriter, SinkWriteError, server_client, upsert_with_retries
+from .server import QdrantWriter, SinkWriteError, call_with_retries, server_client
 
 __all__ = ["CollectionError", "Sink", "SinkWriteError", "StoreBusyError", "files_collection", "read_meta"]
 
@@ -58,7 +58,7 @@ class Sink:
         size = self.spec.batch_size
         for start in range(0, len(points), size):
             chunk = points[start:start + size]
-            upsert_with_retries(lambda c=chunk: self.client.upsert(self.collection, points=c, wait=True),
+            call_with_retries(lambda c=chunk: self.client.upsert(self.collection, points=c, wait=True),
                                 f"upsert of {len(chunk)} points into {self.collection!r}", attempts=2)
 
     def count(self) -> int:

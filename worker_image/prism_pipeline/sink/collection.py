@@ -74,7 +74,11 @@ def write_meta(client: Any, name: str, extractors: list[Extractor]) -> None:
          "size": ex.output.size if isinstance(ex.output, Vector) else None}
         for ex in extractors
     ]}
-    client.upsert(files_collection(name), points=[qm.PointStruct(id=META_ID, vector={}, payload=meta)])
+    from .server import call_with_retries
+
+    call_with_retries(lambda: client.upsert(files_collection(name), wait=True,
+                                            points=[qm.PointStruct(id=META_ID, vector={}, payload=meta)]),
+                      f"writing the extractor record of {name!r}")
 
 
 def read_meta(client: Any, name: str) -> dict[str, Any] | None:

@@ -37,13 +37,13 @@ def server_client(url: str, timeout_s: float):
                         timeout=max(1, int(round(timeout_s))))
 
 
-def upsert_with_retries(upsert: Callable[[], Any], what: str, attempts: int = ATTEMPTS,
-                        backoff_s: float = BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Call `upsert` until it succeeds, at most `attempts` times, backing off 0.5, 1, 2, 4 s (+-25%)."""
+def call_with_retries(call: Callable[[], Any], what: str, attempts: int = ATTEMPTS,
+                      backoff_s: float = BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Call `call` (one Qdrant request) until it succeeds, at most `attempts` times, backing off
+    0.5, 1, 2, 4 s (+-25%); return its result."""
     for attempt in range(1, attempts + 1):
         try:
-            upsert()
-            return
+            return call()
         except Exception as err:
             if attempt == attempts or not _retryable(err):
                 raise SinkWriteError(f"{what}: {type(err).__name__}: {err} (after {attempt} attempt(s))") from err
@@ -73,7 +73,7 @@ class QdrantWriter:
         outs, pts = P.rows_to_outcomes(rows, self.vector_names, self.payload_names, self.versions,
                                        with_points=False)
         if pts:
-            upsert_with_retries(lambda: self.client.upsert(self.collection, points=pts, wait=True),
+            call_with_retries(lambda: self.client.upsert(self.collection, points=pts, wait=True),
                                 f"upsert of {len(pts)} points into {self.collection!r}")
             for o in outs:
                 o["written"] = o["status"] == R.ITEM
