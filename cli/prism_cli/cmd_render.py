@@ -24,37 +24,30 @@ def run(args: argparse.Namespace) -> int:
     from prism_operator.builders import build_ray_cluster, build_ray_job
     from prism_pipeline.spec import SpecError, parse_job
 
-    from .manifests import ManifestError, read_documents
+    from .manifests import documents_of
 
     if not 1 <= args.attempt <= 99:
         print(f"--attempt: must be between 1 and 99 (got {args.attempt})", file=sys.stderr)
         return 2
-    bad = 0
+    documents, bad = documents_of(args.files)
     out: list[dict] = []
-    for path in args.files:
+    for doc in documents:
+        body = doc.body
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            body = {**body, "metadata": {**body["metadata"]}}
+            body["metadata"].setdefault("namespace", args.namespace or "default")
+            if args.uid:
+                body["metadata"]["uid"] = args.uid
         try:
-            documents = read_documents(path)
-        except ManifestError as exc:
-            print(exc, file=sys.stderr)
+            job = parse_job(body, target="cluster")
+        except SpecError as exc:
             bad += 1
+            for err in exc.errors:
+                print(f"{doc.where}: {err}", file=sys.stderr)
             continue
-        for doc in documents:
-            body = doc.body
-            if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
-                body = {**body, "metadata": {**body["metadata"]}}
-                body["metadata"].setdefault("namespace", args.namespace or "default")
-                if args.uid:
-                    body["metadata"]["uid"] = args.uid
-            try:
-                job = parse_job(body, target="cluster")
-            except SpecError as exc:
-                bad += 1
-                for err in exc.errors:
-                    print(f"{doc.where}: {err}", file=sys.stderr)
-                continue
-            if not job.spec.cluster.existing:
-                out.append(build_ray_cluster(job))
-            out.append(build_ray_job(job, args.attempt))
+        if not job.spec.cluster.existing:
+            out.append(build_ray_cluster(job))
+        out.append(build_ray_job(job, args.attempt))
     if out:
         print(yaml.safe_dump_all(out, sort_keys=False, width=120), end="")
     return 1 if bad else 0

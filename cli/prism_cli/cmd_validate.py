@@ -21,24 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from prism_pipeline.spec import SpecError, parse_job
 
-    from .manifests import ManifestError, read_documents
+    from .manifests import documents_of
 
-    bad = 0
-    for path in args.files:
+    documents, bad = documents_of(args.files)
+    for doc in documents:
         try:
-            documents = read_documents(path)
-        except ManifestError as exc:
-            print(exc, file=sys.stderr)
+            job = parse_job(doc.body, target=args.target)
+        except SpecError as exc:
             bad += 1
+            for err in exc.errors:
+                print(f"{doc.where}: {err}", file=sys.stderr)
             continue
-        for doc in documents:
-            try:
-                job = parse_job(doc.body, target=args.target)
-            except SpecError as exc:
-                bad += 1
-                for err in exc.errors:
-                    print(f"{doc.where}: {err}", file=sys.stderr)
-                continue
-            if not args.quiet:
-                print(f"{doc.where}: ExtractionJob {job.metadata.name} is valid")
+        if not args.quiet:
+            print(f"{doc.where}: ExtractionJob {job.metadata.name} is valid")
     return 1 if bad else 0

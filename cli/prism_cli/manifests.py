@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,16 @@ def read_documents(path: str) -> list[Document]:
     if not docs:
         raise ManifestError(f"{path}: holds no YAML document")
     return [Document(path, i, len(docs), d) for i, d in enumerate(docs)]
+
+
+def documents_of(paths: list[str]) -> tuple[list[Document], int]:
+    """Every document of every file, and how many files could not be read (each reported on stderr)."""
+    documents: list[Document] = []
+    unreadable = 0
+    for path in paths:
+        try:
+            documents += read_documents(path)
+        except ManifestError as exc:
+            print(exc, file=sys.stderr)
+            unreadable += 1
+    return documents, unreadable

@@ -16,13 +16,14 @@ from typing import Any
 from prism_pipeline import models
 
 from . import hf_models
-from .base import Extractor, Payload
+from .base import Payload
 from .torch_device import placement
 
 DEFAULT_MODEL = "hf://Salesforce/blip-image-captioning-base"
 
 
-class Caption(Extractor):
+class Caption(hf_models.ModelBacked):
+    default_model = DEFAULT_MODEL
     modalities = frozenset({"image"})
     output = Payload()
 
@@ -36,14 +37,6 @@ class Caption(Extractor):
                              f"(got {self._max_new_tokens})")
         if not 1 <= self._beams <= 16:
             raise ValueError(f"extractor {self.name!r}: options.numBeams must be in 1..16 (got {self._beams})")
-
-    @cached_property
-    def _model_files(self) -> models.ResolvedModel:
-        return hf_models.resolve(self, DEFAULT_MODEL)
-
-    @property
-    def version(self) -> str:
-        return hf_models.model_version(self._model_files)
 
     @cached_property
     def family(self) -> str:

@@ -8,13 +8,30 @@ the worker's torch.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 
 from prism_pipeline import models
 
+from .base import Extractor
 from .torch_device import Placement
+
+
+class ModelBacked(Extractor):
+    """An extractor whose files come from spec.model, else `default_model`: resolved once, on first
+    use (the driver needs only the version and output size; actors load the weights in setup())."""
+
+    default_model: ClassVar[str] = ""
+
+    @cached_property
+    def _model_files(self) -> models.ResolvedModel:
+        return resolve(self, self.default_model)
+
+    @property
+    def version(self) -> str:
+        return model_version(self._model_files)
 
 
 def resolve(extractor: Any, default_uri: str) -> models.ResolvedModel:

@@ -18,26 +18,19 @@ import numpy as np
 from prism_pipeline import models
 
 from . import hf_models
-from .base import Extractor, Vector
+from .base import Vector
 from .torch_device import placement
 
 DEFAULT_MODEL = "hf://openai/clip-vit-base-patch32"
 
 
-class ImageEmbedding(Extractor):
+class ImageEmbedding(hf_models.ModelBacked):
+    default_model = DEFAULT_MODEL
     modalities = frozenset({"image"})
 
     def __init__(self, spec):
         super().__init__(spec)
         self._normalize = self.option("normalize", True, bool)
-
-    @cached_property
-    def _model_files(self) -> models.ResolvedModel:
-        return hf_models.resolve(self, DEFAULT_MODEL)
-
-    @property
-    def version(self) -> str:
-        return hf_models.model_version(self._model_files)
 
     @cached_property
     def output(self) -> Vector:

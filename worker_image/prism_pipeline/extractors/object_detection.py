@@ -14,19 +14,19 @@ hf://facebook/detr-resnet-50@no_timm.
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import Any
 
 from prism_pipeline import models
 
 from . import hf_models
-from .base import Extractor, Payload
+from .base import Payload
 from .torch_device import placement
 
 DEFAULT_MODEL = "hf://PekingU/rtdetr_r50vd"
 
 
-class ObjectDetection(Extractor):
+class ObjectDetection(hf_models.ModelBacked):
+    default_model = DEFAULT_MODEL
     modalities = frozenset({"image"})
     output = Payload()
 
@@ -42,14 +42,6 @@ class ObjectDetection(Extractor):
         if wanted is not None and not all(isinstance(w, str) for w in wanted):
             raise ValueError(f"extractor {self.name!r}: options.labels must be a list of label names")
         self._wanted = set(wanted) if wanted else None
-
-    @cached_property
-    def _model_files(self) -> models.ResolvedModel:
-        return hf_models.resolve(self, DEFAULT_MODEL)
-
-    @property
-    def version(self) -> str:
-        return hf_models.model_version(self._model_files)
 
     def setup(self) -> None:
         from transformers import AutoModelForObjectDetection

@@ -26,7 +26,7 @@ import numpy as np
 from prism_pipeline import models
 
 from . import hf_models
-from .base import Extractor, Payload
+from .base import Payload
 from .torch_device import placement
 
 DEFAULT_MODEL = "package://pocketsphinx"
@@ -37,7 +37,8 @@ WHISPER_WINDOW_S = 30.0        # whisper's encoder sees exactly 30 s; longer chu
 SILENT_RMS = 1e-4
 
 
-class Transcription(Extractor):
+class Transcription(hf_models.ModelBacked):
+    default_model = DEFAULT_MODEL
     modalities = frozenset({"audio"})
     output = Payload()
 
@@ -49,10 +50,6 @@ class Transcription(Extractor):
         if not 1 <= self._max_new_tokens <= 448:
             raise ValueError(f"extractor {self.name!r}: options.maxNewTokens must be in 1..448 "
                              f"(whisper's decoder length), got {self._max_new_tokens}")
-
-    @cached_property
-    def _model_files(self) -> models.ResolvedModel:
-        return hf_models.resolve(self, DEFAULT_MODEL)
 
     @cached_property
     def backend(self) -> str:
