@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quickstart test lint crd clean
+.PHONY: setup quickstart test lint crd clean cluster-build cluster-up cluster-down
 
 setup: $(STAMP)
 
@@ -26,8 +26,22 @@ quickstart: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
-	$(BIN)/pytest
+# The tests include the cluster tier (tests/cluster): a real control plane built from Go modules.
+# A missing binary is an error here, not a skip.
+test: lint cluster-build
+	PRISM_CLUSTER_TIER=require $(BIN)/pytest
+
+# Build (or reuse, from ~/.cache/prism/control-plane) etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok, KubeRay, Kueue and helm, pinned in scripts/cluster/versions.env.
+cluster-build:
+	scripts/cluster/build.sh
+
+# A real control plane on 127.0.0.1 (tests/cluster/README.md); prints the kubeconfig path.
+cluster-up: setup cluster-build
+	$(BIN)/python scripts/cluster/controlplane.py up
+
+cluster-down: setup
+	$(BIN)/python scripts/cluster/controlplane.py down
 
 crd: setup
 	$(BIN)/python scripts/sync_generated.py

@@ -1,4 +1,15 @@
-"""Every example manifest is valid (model, CRD schema, CEL); every bad one is rejected with its field path."""
+"""Every example manifest is valid (model, CRD schema, CEL); every bad one is rejected with its field path.
+
+Each bad manifest states what the API server does with it in ONE header (the real-server tier in
+tests/cluster reads the same headers, so keep the names exact):
+  # server: reject         refused whatever fieldValidation says (schema, CEL, duplicate list-map
+                           keys, an apiVersion/kind that is not served)
+  # server: unknown-field  fieldValidation=Strict (kubectl) refuses it naming the field; Warn (the
+                           default for clients that send none) prunes the field, warns and admits
+  # server: admit          admitted: the operator must refuse it (phase Failed, InvalidSpec) and
+                           create no children
+and optionally `# server-error: <substring>` that the server's error (and the offline one) contains.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,7 @@ import yaml
 
 from prism_pipeline.spec import SpecError, parse_job
 
-from .crd_check import ROOT, admit
+from .crd_check import ROOT, admit, prune, unknown_fields
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 BAD = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
@@ -31,7 +42,7 @@ def test_example_passes_model_and_crd(path):
     for doc in yaml.safe_load_all(path.read_text()):
         job = parse_job(doc)
         assert job.metadata.name
-        assert admit(doc) == [], f"{path.name} rejected by the CRD"
+        assert admit(doc, strict=True) == [], f"{path.name} rejected by the CRD"
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
@@ -47,14 +58,38 @@ def test_bad_manifest_is_rejected_naming_its_field(path):
         assert any(m.startswith(want) for m in messages), f"wanted {want!r}, got {messages}"
 
 
+VERDICTS = ("reject", "unknown-field", "admit")
+
+
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
-def test_crd_rejects_what_it_can_express(path):
-    """`# schema: reject` / `# cel: reject` mark the manifests the API server itself refuses."""
+def test_bad_manifest_states_one_server_verdict(path):
+    verdicts = _header(path, "server")
+    assert len(verdicts) == 1 and verdicts[0] in VERDICTS, f"{path.name}: want one '# server:' of {VERDICTS}"
+    assert not _header(path, "schema") and not _header(path, "cel"), f"{path.name}: obsolete header"
+    wanted = _header(path, "server-error")
+    assert len(wanted) <= 1 and (not wanted or verdicts[0] != "admit"), f"{path.name}: bad '# server-error:'"
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_offline_admission_agrees_with_the_server(path):
+    (verdict,) = _header(path, "server")
     doc = yaml.safe_load(path.read_text())
-    verdict = admit(doc)
-    if _header(path, "schema") == ["reject"] or _header(path, "cel") == ["reject"]:
-        assert verdict, f"the CRD admitted {path.name}"
+    strict, warn, unknown = admit(doc, strict=True), admit(doc), unknown_fields(doc)
+    if verdict == "reject":
+        assert strict and warn, f"the CRD admitted {path.name}"
+        assert unknown == [], f"{path.name} is refused for its unknown fields only under Strict: {unknown}"
+        errors = warn
+    elif verdict == "unknown-field":
+        assert unknown, f"{path.name} has no unknown field"
+        assert strict == [f'unknown field "{p}"' for p in unknown]
+        pruned, warnings = prune(doc)
+        assert warnings == strict and unknown_fields(pruned) == []
+        assert warn == [], f"{path.name} should be admitted once pruned: {warn}"
+        errors = strict
     else:
         # Rules only the model can check (GPU placement, plug-in paths, secrets): the operator
         # rejects these with InvalidSpec before creating anything.
-        assert verdict == [], f"unexpected CRD rejection of {path.name}: {verdict}"
+        assert unknown == [] and strict == [] and warn == [], f"unexpected CRD rejection of {path.name}"
+        errors = []
+    for want in _header(path, "server-error"):
+        assert any(want in e for e in errors), f"{path.name}: wanted {want!r} in {errors}"

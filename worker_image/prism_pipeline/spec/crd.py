@@ -5,6 +5,11 @@ pydantic's JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schem
 fields instead), int-or-string quantities, `x-kubernetes-preserve-unknown-fields` only on extractor
 `options`, and CEL rules (`x-kubernetes-validations`) for immutability and cheap cross-field checks.
 `prism crd` prints it; tests fail when crds/extractionjob.yaml drifts from it.
+
+What a real kube-apiserver does with a schema shapes it (NOTES.md, "A real control plane"): it
+silently drops `propertyNames`, so map-key bounds become CEL rules on the map; CEL `==` ignores the
+order of `x-kubernetes-list-type: map` lists, so immutability rules also compare their key order;
+root-level CEL rules report no field, so `metadata.name` is bounded by a `metadata` schema.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def _structural(node: Any) -> Any:
         if node["default"] is None:
             node.pop("default")
     additional = node.get("additionalProperties")
+    key_rule = _key_rule(node.pop("propertyNames", None))
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP_KEYS or key == "$defs":
@@ -102,7 +108,33 @@ def _structural(node: Any) -> Any:
         out["additionalProperties"] = _structural(additional)
     if "enum" in out and "type" not in out:
         out["type"] = "string"
+    if key_rule:
+        out.setdefault("x-kubernetes-validations", []).append(key_rule)
     return out
+
+
+def _key_rule(names: dict[str, Any] | None) -> dict[str, str] | None:
+    """A map's key bounds (pydantic's `propertyNames`, which the API server drops) as a CEL rule.
+
+    Only length bounds: a pattern would need `k.matches()`, whose estimated cost on keys of
+    unbounded length over an unbounded map exceeds the server's CEL budget.
+    """
+    if not names:
+        return None
+    unsupported = set(names) - {"maxLength", "minLength"}
+    if unsupported:
+        raise ValueError(f"map-key constraints {sorted(unsupported)} cannot be expressed within the CEL cost budget")
+    checks, words = [], []
+    if "minLength" in names:
+        checks.append(f"k.size() >= {names['minLength']}")
+        words.append(f"at least {names['minLength']}")
+    if "maxLength" in names:
+        checks.append(f"k.size() <= {names['maxLength']}")
+        words.append(f"at most {names['maxLength']}")
+    return {
+        "rule": f"self.all(k, {' && '.join(checks)})",
+        "message": f"every key must be {' and '.join(words)} characters long",
+    }
 
 
 def _without_nulls(value: Any) -> Any:
@@ -127,15 +159,55 @@ def _schema_of(model) -> dict[str, Any]:
     return _structural(_resolve(raw, raw.get("$defs", {})))
 
 
+def _is_list_map(node: dict[str, Any]) -> bool:
+    return node.get("type") == "array" and node.get("x-kubernetes-list-type") == "map"
+
+
+def _key_order(node: dict[str, Any], new: str, old: str) -> str:
+    """`new` and `old` list the keys of list-map `node` in the same order (CEL `==` ignores it)."""
+    keys = node["x-kubernetes-list-map-keys"]
+    key = f"e.{keys[0]}" if len(keys) == 1 else "[" + ", ".join(f"e.{k}" for k in keys) + "]"
+    return f"{new}.map(e, {key}) == {old}.map(e, {key})"
+
+
+def _order_clauses(node: dict[str, Any], new: str, old: str) -> list[str]:
+    """Order checks for every list-map at or below `node` (reached through object properties).
+
+    Called under `new == old`, so an optional field is present in both or in neither: one has()
+    guard on `new` suffices.
+    """
+    clauses = [_key_order(node, new, old)] if _is_list_map(node) else []
+    if node.get("type") == "array":
+        if _list_maps_within(node.get("items") or {}):
+            raise NotImplementedError(f"a list-map inside the items of {new}: compare its key order per item")
+        return clauses
+    required = set(node.get("required", []))
+    for name, sub in (node.get("properties") or {}).items():
+        for clause in _order_clauses(sub, f"{new}.{name}", f"{old}.{name}"):
+            clauses.append(clause if name in required else f"(!has({new}.{name}) || {clause})")
+    if _list_maps_within(node.get("additionalProperties") or {}):
+        raise NotImplementedError(f"a list-map inside the values of map {new}")
+    return clauses
+
+
+def _list_maps_within(node: dict[str, Any]) -> bool:
+    if _is_list_map(node):
+        return True
+    subs = [*(node.get("properties") or {}).values(), node.get("items"), node.get("additionalProperties")]
+    return any(_list_maps_within(sub) for sub in subs if isinstance(sub, dict))
+
+
 def _immutability_rules(spec_schema: dict[str, Any]) -> list[dict[str, str]]:
     rules = []
     required = set(spec_schema.get("required", []))
     allowed = ", ".join(MUTABLE_SPEC_FIELDS)
-    for field in spec_schema["properties"]:
+    for field, sub in spec_schema["properties"].items():
         if field in MUTABLE_SPEC_FIELDS:
             continue
-        rule = (f"self.{field} == oldSelf.{field}" if field in required else
-                f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})")
+        new, old = f"self.{field}", f"oldSelf.{field}"
+        same = " && ".join([f"{new} == {old}", *_order_clauses(sub, new, old)])
+        rule = (same if field in required else
+                f"has({new}) == has({old}) && (!has({new}) || " + (f"({same})" if "&&" in same else same) + ")")
         rules.append({
             "rule": rule,
             "message": f"spec.{field} is immutable after creation (only {allowed} may change); "
@@ -203,22 +275,17 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "prism.dev/v1alpha1"},
             "kind": {"type": "string", "description": "ExtractionJob"},
-            "metadata": {"type": "object"},
+            # The API server allows only name/generateName constraints here, with nothing else on
+            # `metadata` itself; unlike a root CEL rule, it reports errors at metadata.name.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": MAX_JOB_NAME_LENGTH, "pattern": DNS1035_LABEL},
+                },
+            },
             "spec": spec,
             "status": status,
         },
-        "x-kubernetes-validations": [
-            {
-                "rule": f"self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}",
-                "message": f"metadata.name must be at most {MAX_JOB_NAME_LENGTH} characters so the "
-                           "RayCluster and RayJob names stay within KubeRay's 47",
-            },
-            {
-                "rule": f"self.metadata.name.matches('{DNS1035_LABEL}')",
-                "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', "
-                           "starting with a letter)",
-            },
-        ],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -23,6 +23,15 @@ GPU_SECONDS = "prism_gpu_seconds_total"           # counter: GPU-seconds of stag
 FAILURE_SAMPLE = "prism_failure_sample"           # gauge{uri,stage,error} = 1, at most 10 samples
 PIPELINE_FINISHED = "prism_pipeline_finished"     # gauge: 1 once the pipeline has finished
 START_TIME = "prism_pipeline_start_time_seconds"  # gauge: unix time the pipeline started
+OUTCOME = "prism_pipeline_outcome"                # gauge{outcome} = 1 once the pipeline has its verdict
+                                                  # (spec.entrypoint.Outcome), absent before
+
+# Labels on every sample: which job and attempt the counters belong to. On a shared RayCluster
+# (`cluster.existing`) another job's driver may hold the progress port; readers drop samples whose
+# labels are not their own job's and attempt's.
+JOB_LABEL = "job"
+NAMESPACE_LABEL = "namespace"
+ATTEMPT_LABEL = "attempt"
 
 # Environment variables the operator sets on Ray pods and the pipeline reads.
 ENV_QDRANT_API_KEY = "QDRANT_API_KEY"

@@ -1,0 +1,131 @@
+"""The ExtractionJob CRD on the real API server: established, explained, examples admitted, every bad
+manifest behaving as its `# server:` header claims under both fieldValidation modes, and the
+immutability rules holding (reordering included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, apply_job, children, job_manifest, wait_phase
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+BAD = sorted((REPO / "tests" / "spec" / "bad").glob("*.yaml"))
+
+
+def header(path: Path, key: str) -> list[str]:
+    prefix = f"# {key}: "
+    return [line[len(prefix):].strip() for line in path.read_text().splitlines() if line.startswith(prefix)]
+
+
+def dry_run(kubectl, text: str, validation: str):
+    """`kubectl apply --dry-run=server` with kubectl's fieldValidation mode (strict is its default;
+    warn is what clients that send none, e.g. the Python client, get from the server)."""
+    return kubectl.run("apply", "--dry-run=server", f"--validate={validation}", "-f", "-", stdin=text, check=False)
+
+
+def test_crd_is_established_and_explained(admin):
+    crd = admin.json("get", "crd", "extractionjobs.prism.dev")
+    assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
+    assert set(crd["spec"]["names"]["shortNames"]) == {"xj", "xjob"}
+    explained = admin.run("explain", "extractionjob.spec.extractors.concurrency").stdout
+    assert "ActorPoolStrategy" in explained or "actors" in explained.lower(), explained
+    assert "DESCRIPTION" in admin.run("explain", "xj.spec.sink.qdrant").stdout
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_admitted(kubectl, path):
+    result = dry_run(kubectl, path.read_text(), "strict")
+    assert result.returncode == 0, result.stderr
+    assert "unknown field" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_bad_manifest_behaves_as_its_header_claims(kubectl, path):
+    verdicts = header(path, "server")
+    assert verdicts in (["reject"], ["unknown-field"], ["admit"]), f"{path.name}: '# server:' header {verdicts}"
+    text = path.read_text()
+    strict, warn = dry_run(kubectl, text, "strict"), dry_run(kubectl, text, "warn")
+    wanted = header(path, "server-error")
+    match verdicts[0]:
+        case "reject":
+            assert strict.returncode != 0 and warn.returncode != 0, (strict.stdout, warn.stdout)
+            for want in wanted:
+                assert want in strict.stderr, strict.stderr
+        case "unknown-field":
+            assert strict.returncode != 0, strict.stdout
+            assert "unknown field" in strict.stderr, strict.stderr
+            # Warn (no fieldValidation): admitted with the field pruned, and a warning that says so.
+            assert warn.returncode == 0, warn.stderr
+            assert "unknown field" in warn.stderr, warn.stderr
+            for want in wanted:
+                assert want in strict.stderr, strict.stderr
+        case "admit":
+            assert strict.returncode == 0, strict.stderr
+            assert warn.returncode == 0, warn.stderr
+
+
+def test_server_admitted_bad_manifests_fail_with_invalid_spec_and_no_children(kubectl, operator):
+    """What the schema cannot express the operator refuses: phase Failed, reason InvalidSpec, an
+    Event, and no RayCluster or RayJob."""
+    admitted = [p for p in BAD if header(p, "server") == ["admit"]]
+    assert admitted, "no bad manifest is admitted by the server"
+    names = []
+    for path in admitted:
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"]["name"] = (path.stem[:24] + "-x").replace("_", "-")
+        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+        names.append(doc["metadata"]["name"])
+    for name in names:
+        status = wait_phase(kubectl, name, "Failed", timeout=60)
+        assert status["reason"] == "InvalidSpec", status
+        assert status.get("observedGeneration") == 1, status
+    assert children(kubectl, "rayclusters") == []
+    assert children(kubectl, "rayjobs") == []
+
+
+def _patch(kubectl, name: str, patch: list[dict]):
+    return kubectl.run("patch", "extractionjob", name, "--type=json", "-p", json.dumps(patch), check=False)
+
+
+def test_spec_is_immutable_except_the_documented_fields(kubectl):
+    manifest = job_manifest("frozen", kubectl.namespace, extractors=[
+        {"name": "text", "kind": "text-embedding"}, {"name": "faces", "kind": "face-detection"}])
+    apply_job(kubectl, manifest)
+
+    reorder = _patch(kubectl, "frozen", [
+        {"op": "replace", "path": "/spec/extractors",
+         "value": list(reversed(manifest["spec"]["extractors"]))}])
+    assert reorder.returncode != 0, "reordering spec.extractors was accepted"
+    assert "spec.extractors" in reorder.stderr and "immutable" in reorder.stderr, reorder.stderr
+
+    changed = _patch(kubectl, "frozen", [{"op": "replace", "path": "/spec/source/uri", "value": "s3://other/"}])
+    assert changed.returncode != 0 and "immutable" in changed.stderr, changed.stderr
+    added = _patch(kubectl, "frozen", [{"op": "add", "path": "/spec/extractors/-",
+                                        "value": {"name": "ocr", "kind": "ocr"}}])
+    assert added.returncode != 0 and "immutable" in added.stderr, added.stderr
+
+    for op in ({"op": "add", "path": "/spec/suspend", "value": True},
+               {"op": "add", "path": "/spec/ttlSecondsAfterFinished", "value": 30},
+               {"op": "add", "path": "/spec/activeDeadlineSeconds", "value": 600}):
+        result = _patch(kubectl, "frozen", [op])
+        assert result.returncode == 0, (op, result.stderr)
+
+
+def test_node_selector_keys_are_bounded(kubectl):
+    """The server drops `propertyNames`; the key rule must still hold."""
+    manifest = job_manifest("selector", kubectl.namespace)
+    manifest["spec"]["cluster"]["workerGroups"][0]["nodeSelector"] = {"x" * 400: "y"}
+    result = dry_run(kubectl, yaml.safe_dump(manifest), "strict")
+    assert result.returncode != 0, "a 400-character nodeSelector key was admitted"
+    assert "nodeSelector" in result.stderr, result.stderr
+
+
+def test_metadata_name_rules_name_their_field(kubectl):
+    manifest = job_manifest("a" * 60, kubectl.namespace)
+    result = dry_run(kubectl, yaml.safe_dump(manifest), "strict")
+    assert result.returncode != 0
+    assert "metadata.name" in result.stderr and "<nil>" not in result.stderr, result.stderr
