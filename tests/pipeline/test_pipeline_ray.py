@@ -45,16 +45,18 @@ def test_every_file_is_decoded_once(ray_session, tmp_path, extractors):
     assert result.tracker.decodes == files
     assert result.tracker.files_done == files
     served = scrape(actors[0])
-    assert served[f'{metrics.DECODES}{{job="decodes"}}'] == files
-    assert served[f'{metrics.FILES_TOTAL}{{job="decodes"}}'] == files
-    assert served[f'{metrics.PIPELINE_FINISHED}{{job="decodes"}}'] == 1
+    job = 'job="decodes",namespace="",attempt="1"'
+    assert served[f'{metrics.DECODES}{{{job}}}'] == files
+    assert served[f'{metrics.FILES_TOTAL}{{{job}}}'] == files
+    assert served[f'{metrics.PIPELINE_FINISHED}{{{job}}}'] == 1
+    assert served[f'{metrics.OUTCOME}{{{job},outcome="Succeeded"}}'] == 1
     # one point per item: 4 text documents of one chunk each, 2 images
     assert result.points_in_collection == result.tracker.points == 6
     assert result.tracker.items["text"] == 4
     if len(extractors) == 3:
         assert result.tracker.items["faces"] == 2
         assert result.tracker.items["digest"] == 4
-        assert served[f'{metrics.ITEMS}{{job="decodes",extractor="faces"}}'] == 2
+        assert served[f'{metrics.ITEMS}{{{job},extractor="faces"}}'] == 2
 
 
 def test_corrupt_files_are_counted_and_the_job_succeeds(ray_session, tmp_path):

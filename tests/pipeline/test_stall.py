@@ -1,15 +1,19 @@
 """A stalled pipeline fails within spec.stallTimeoutSeconds with a clear message, through the RayJob
-entrypoint (`python -m prism_pipeline run --spec JSON`). It runs in its own process and Ray, so the
-hung actor dies with it instead of holding a CPU of the shared test Ray."""
+entrypoint as the operator writes it (`python -m prism_pipeline run --job ... --attempt N`), its
+verdict the last line of output. It runs in its own process and Ray, so the hung actor dies with it
+instead of holding a CPU of the shared test Ray."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
+
+from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport, build_entrypoint
 
 from .conftest import ROOT, write_media
 
@@ -30,14 +34,19 @@ def test_hung_extractor_fails_the_job_with_the_stall_timeout(tmp_path):
     }
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    entrypoint = shlex.split(build_entrypoint(job, attempt=2, progress_port=0))
+    assert entrypoint[:3] == ["python", "-m", "prism_pipeline"]
     proc = subprocess.run(
-        [sys.executable, "-m", "prism_pipeline", "run", "--spec", json.dumps(job), "--progress-port", "0",
-         "--linger-seconds", "0", "--no-progress-bar", "--state-dir", str(tmp_path / "state")],
+        [sys.executable, *entrypoint[1:], "--linger-seconds", "0", "--no-progress-bar",
+         "--state-dir", str(tmp_path / "state")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "job hangs failed: pipeline stalled" in proc.stderr
     assert "stallTimeoutSeconds=10" in proc.stderr
+    report = OutcomeReport.from_text(proc.stdout.rstrip("\n").rsplit("\n", 1)[-1])  # the last line
+    assert report is not None and report.outcome is Outcome.FAILED, proc.stdout[-2000:]
+    assert "pipeline stalled" in report.message
 
 
 def test_invalid_spec_exits_2_naming_the_field(tmp_path):
@@ -48,3 +57,4 @@ def test_invalid_spec_exits_2_naming_the_field(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "spec.extractors[0].concurrency.min: must be >= 1" in proc.stderr
+    assert OutcomeReport.from_text(proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]).outcome is Outcome.INVALID_SPEC

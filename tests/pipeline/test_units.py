@@ -88,11 +88,12 @@ def test_progress_endpoint_serves_the_contract_metric_names():
     finally:
         server.shutdown()
         server.server_close()
-    assert f'{metrics.FILES_TOTAL}{{job="job1"}} 3' in body
-    assert f'{metrics.FILES_DONE}{{job="job1"}} 2' in body
-    assert f'{metrics.DECODES}{{job="job1"}} 3' in body
-    assert f'{metrics.ITEMS}{{job="job1",extractor="text"}} 7' in body
-    assert f'{metrics.FAILURE_SAMPLE}{{job="job1",uri="/a",stage="decode",error="bad \\"x\\""}} 1' in body
+    job = 'job="job1",namespace="",attempt="1"'
+    assert f'{metrics.FILES_TOTAL}{{{job}}} 3' in body
+    assert f'{metrics.FILES_DONE}{{{job}}} 2' in body
+    assert f'{metrics.DECODES}{{{job}}} 3' in body
+    assert f'{metrics.ITEMS}{{{job},extractor="text"}} 7' in body
+    assert f'{metrics.FAILURE_SAMPLE}{{{job},uri="/a",stage="decode",error="bad \\"x\\""}} 1' in body
     assert "# TYPE prism_files_done counter" in body and f"{metrics.PIPELINE_FINISHED}{{" in body
 
 

@@ -13,10 +13,12 @@ import math
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from prism_pipeline.jobspec import JobArg
 from prism_pipeline.spec import ExtractionJobSpec
+from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
 
 log = logging.getLogger("prism")
 
@@ -56,20 +58,54 @@ def quiet_ray_data(verbose: bool) -> None:
 
 
 def execute(job: JobArg, *, state_dir: str | Path = ".prism", progress_port: int | None = None,
-            show_bar: bool = True, print_ledger: bool = False, linger_s: float = 0.0) -> int:
-    """Run the job and print its summary; 0 when it succeeded, 1 when it failed."""
-    from prism_pipeline.console import ProgressBar, summary
-    from prism_pipeline.pipeline import JobError, run_job
+            show_bar: bool = True, print_ledger: bool = False, linger_s: float = 0.0, attempt: int = 1,
+            print_outcome: bool = False) -> int:
+    """Run the job and print its summary; 0 when it succeeded, 1 when it failed.
+
+    The verdict (spec.entrypoint.Outcome) is recorded on the progress actor, served there for
+    `linger_s` (success or failure), and with `print_outcome` printed as the last line of stdout.
+    """
+    from prism_pipeline.console import ProgressBar
 
     bar = ProgressBar(job.name) if show_bar else None
+    actors: list = []
+
+    def attach(actor) -> None:
+        actors.append(actor)
+        if bar:
+            bar.attach(actor)
+
+    report = _run(job, bar, attach, state_dir=state_dir, progress_port=progress_port, print_ledger=print_ledger,
+                  attempt=attempt)
+    if actors:
+        record_outcome(actors[0], report)
+        if linger_s > 0:
+            # Keep the progress endpoint up for the operator's next scrape of the final totals and verdict.
+            time.sleep(linger_s)
+    if print_outcome:
+        report_outcome(report)
+    return 0 if report.outcome is Outcome.SUCCEEDED else 1
+
+
+def _run(job: JobArg, bar, attach, *, state_dir: str | Path, progress_port: int | None, print_ledger: bool,
+         attempt: int) -> OutcomeReport:
+    from prism_pipeline.console import summary
+    from prism_pipeline.pipeline import JobError, run_job
+
     try:
-        result = run_job(job.name, job.spec, state_dir=state_dir, progress_port=progress_port,
-                         on_progress=bar.attach if bar else None)
+        result = run_job(job.name, job.spec, state_dir=state_dir, progress_port=progress_port, on_progress=attach,
+                         namespace=job.namespace, attempt=attempt)
     except JobError as err:
         if bar:
             bar.close()
         print(f"prism: job {job.name} failed: {err}", file=sys.stderr)
-        return 1
+        return OutcomeReport(Outcome.FAILED, str(err))
+    except Exception as err:  # a bug or a lost cluster: still a verdict, with the traceback in the log
+        if bar:
+            bar.close()
+        traceback.print_exc()
+        print(f"prism: job {job.name} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return OutcomeReport(Outcome.FAILED, f"{type(err).__name__}: {err}")
     if bar:
         bar.close()
     print(summary(result))
@@ -84,7 +120,21 @@ def execute(job: JobArg, *, state_dir: str | Path = ".prism", progress_port: int
         from prism_pipeline.sink.embedded import close_embedded
 
         close_embedded(state_dir)
-    if linger_s > 0:
-        # Keep the progress endpoint up for the operator's next scrape of the final totals.
-        time.sleep(linger_s)
-    return 0 if result.ok else 1
+    return OutcomeReport(result.outcome, result.message)
+
+
+def record_outcome(actor, report: OutcomeReport) -> None:
+    """Serve the verdict on the progress endpoint (best effort: the actor may be what failed)."""
+    import ray
+
+    try:
+        ray.get(actor.set_outcome.remote(report.outcome.value, report.message), timeout=10)
+    except Exception as err:  # the verdict still reaches the log
+        log.warning("cannot record the outcome on the progress actor: %s", err)
+
+
+def report_outcome(report: OutcomeReport) -> None:
+    """Print the verdict as the last line of the driver's output (spec.entrypoint.OutcomeReport):
+    Ray keeps the log's tail in the job's message, which KubeRay copies into the RayJob's status."""
+    sys.stderr.flush()
+    print(report.to_line(), flush=True)

@@ -28,6 +28,7 @@ from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
 from prism_pipeline.sources import SourceError, list_files
 from prism_pipeline.spec import ExtractionJobSpec
 from prism_pipeline.spec.base import quantity_value
+from prism_pipeline.spec.entrypoint import Outcome
 
 log = logging.getLogger("prism.pipeline")
 
@@ -58,11 +59,19 @@ class JobResult:
     def failures(self) -> list[Failure]:
         return self.tracker.failures
 
+    @property
+    def outcome(self) -> Outcome:
+        """The verdict on a pipeline that ran to its end: ok is decided by maxFailedFileRatio alone."""
+        return Outcome.SUCCEEDED if self.ok else Outcome.TOO_MANY_FAILED_FILES
+
 
 def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".prism",
-            progress_port: int | None = None, on_progress: Callable[[Any], None] | None = None) -> JobResult:
+            progress_port: int | None = None, on_progress: Callable[[Any], None] | None = None,
+            namespace: str = "", attempt: int = 1) -> JobResult:
     """Run the job on the Ray cluster this process is connected to. Raises JobError when it
-    cannot start; otherwise returns the result (ok decided by failurePolicy.maxFailedFileRatio)."""
+    cannot start or cannot go on (its outcome is Outcome.FAILED, recorded on the progress actor when
+    there is one); otherwise returns the result (ok decided by failurePolicy.maxFailedFileRatio,
+    its outcome recorded on the progress actor with the final totals)."""
     import ray
 
     started = time.monotonic()
@@ -90,7 +99,7 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
 
     from prism_pipeline.progress import start_progress_actor
 
-    progress, port = start_progress_actor(name, len(refs), progress_port)
+    progress, port = start_progress_actor(name, len(refs), progress_port, namespace=namespace, attempt=attempt)
     if port is not None:
         log.info("progress: http://0.0.0.0:%s/metrics", port)
     if on_progress:
@@ -104,16 +113,18 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
             ds = build_dataset(spec, extractors, refs, skip_if, sink, progress)
             _consume(ds, spec, sink, tracker, progress, key, recorded_hashes)
         tracker.close(uris)
+    except JobError as err:
+        _finish_failed(progress, tracker, err)
+        raise
     except Exception as err:
-        progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures])
-        if isinstance(err, JobError):
-            raise
         # A stage that raised past its own handling (the sink refusing writes after its retries,
         # a worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the
         # first lines say what happened.
         first = "\n".join(str(err).strip().splitlines()[-6:])
-        raise JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
-                       f"{type(err).__name__}: {first}") from err
+        failed = JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
+                          f"{type(err).__name__}: {first}")
+        _finish_failed(progress, tracker, failed)
+        raise failed from err
     ratio = tracker.files_failed / len(refs) if refs else 0.0
     limit = spec.failure_policy.max_failed_file_ratio
     ok = ratio <= limit
@@ -121,11 +132,19 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
                f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
     if not ok:
         message = "too many files failed: " + message
-    # The driver's totals are exact; the actor's running counts came from fire-and-forget calls.
-    ray.get(progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures]), timeout=30)
-    return JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
-                     collection=sink.collection, points_in_collection=sink.count(),
-                     extractors=[ex.name for ex in extractors])
+    result = JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
+                       collection=sink.collection, points_in_collection=sink.count(),
+                       extractors=[ex.name for ex in extractors])
+    # The driver's totals are exact; the actor's running counts came from fire-and-forget calls. The
+    # verdict goes with them, so a reader never sees the final totals without it.
+    ray.get(progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures],
+                                   result.outcome.value, message), timeout=30)
+    return result
+
+
+def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:
+    """Push the totals so far and the Failed verdict (fire-and-forget: the actor may be the problem)."""
+    progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures], Outcome.FAILED.value, str(err))
 
 
 def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, prev: dict[str, str],

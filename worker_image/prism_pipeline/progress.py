@@ -4,7 +4,11 @@ Stages call `progress.add.remote({...})` once per batch and never wait for it (o
 ~8k calls/s; a per-row call or a ray.get on the hot path would throttle the pipeline). The actor
 runs an HTTP server thread on the driver's node (the Ray head in a RayJob), where the operator
 scrapes PROGRESS_PORT with the metric names of prism_pipeline.spec.metrics. The driver's stream
-is authoritative: at the end it pushes its exact totals with `finish`.
+is authoritative: at the end it pushes its exact totals with `finish`, and its verdict
+(spec.entrypoint.Outcome) with `finish` or `set_outcome`.
+
+Every sample carries the job's name, namespace and attempt (metrics.JOB_LABEL, NAMESPACE_LABEL,
+ATTEMPT_LABEL), so a reader on a shared cluster can drop another job's or an older attempt's samples.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from prism_pipeline.spec import MAX_FAILURE_SAMPLES
 from prism_pipeline.spec import metrics as m
+from prism_pipeline.spec.entrypoint import Outcome
 
 # Counter keys stages send; per-extractor ones are "items:<name>" and "items_failed:<name>".
 COUNTERS = {
@@ -30,14 +35,22 @@ COUNTERS = {
 class ProgressState:
     """The counters and their Prometheus rendering; thread-safe (actor thread + HTTP thread)."""
 
-    def __init__(self, job: str):
+    def __init__(self, job: str, namespace: str = "", attempt: int = 1):
         self.job = job
+        self.namespace = namespace or ""
+        self.attempt = int(attempt)
         self._lock = threading.Lock()
         self.counts: dict[str, float] = defaultdict(float)
         self.files_total = 0
         self.failures: list[dict[str, str]] = []
         self.finished = False
+        self.outcome: str | None = None  # a spec.entrypoint.Outcome value, once the driver has decided
+        self.outcome_message = ""
         self.start_time = time.time()
+
+    def labels(self) -> dict[str, str]:
+        """The labels every sample carries."""
+        return {m.JOB_LABEL: self.job, m.NAMESPACE_LABEL: self.namespace, m.ATTEMPT_LABEL: str(self.attempt)}
 
     def add(self, counts: dict[str, float], failures: list[dict[str, str]] | None = None) -> None:
         with self._lock:
@@ -47,16 +60,29 @@ class ProgressState:
                 if len(self.failures) < MAX_FAILURE_SAMPLES:
                     self.failures.append(f)
 
-    def finish(self, counts: dict[str, float], failures: list[dict[str, str]]) -> None:
+    def finish(self, counts: dict[str, float], failures: list[dict[str, str]],
+               outcome: str | None = None, message: str = "") -> None:
         with self._lock:
             self.counts.update(counts)
             self.failures = list(failures[:MAX_FAILURE_SAMPLES])
             self.finished = True
+            if outcome is not None:
+                self._set_outcome(outcome, message)
+
+    def set_outcome(self, outcome: str, message: str = "") -> None:
+        """Record the pipeline's verdict (an Outcome value); the last one recorded is served."""
+        with self._lock:
+            self._set_outcome(outcome, message)
+
+    def _set_outcome(self, outcome: str, message: str) -> None:
+        self.outcome = Outcome(outcome).value  # refuses a value outside the contract
+        self.outcome_message = message
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"files_total": self.files_total, "counts": dict(self.counts),
                     "failures": list(self.failures), "finished": self.finished,
+                    "outcome": self.outcome, "outcome_message": self.outcome_message,
                     "start_time": self.start_time}
 
     def prometheus(self) -> bytes:
@@ -71,7 +97,7 @@ class ProgressState:
                 text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
                 lines.append(f"{sample}{{{text}}} {value:g}" if text else f"{sample} {value:g}")
 
-        job = {"job": self.job}
+        job = self.labels()
         family(m.FILES_TOTAL, "gauge", "Files listed.", [(m.FILES_TOTAL, job, s["files_total"])])
         for key, name in COUNTERS.items():
             family(name, "counter", key.replace("_", " ") + ".", [(name, job, s["counts"].get(key, 0))])
@@ -85,6 +111,9 @@ class ProgressState:
         family(m.PIPELINE_FINISHED, "gauge", "1 once the pipeline has finished.",
                [(m.PIPELINE_FINISHED, job, 1 if s["finished"] else 0)])
         family(m.START_TIME, "gauge", "Unix time the pipeline started.", [(m.START_TIME, job, s["start_time"])])
+        if s["outcome"] is not None:
+            family(m.OUTCOME, "gauge", "1 for the pipeline's verdict, once it has one.",
+                   [(m.OUTCOME, {**job, "outcome": s["outcome"]}, 1)])
         return ("\n".join(lines) + "\n").encode()
 
 
@@ -119,8 +148,8 @@ def serve(state: ProgressState, port: int, host: str = "0.0.0.0") -> ThreadingHT
 class ProgressActor:
     """The Ray actor wrapper (created with ray.remote in `start_progress_actor`)."""
 
-    def __init__(self, job: str, files_total: int, port: int | None):
-        self.state = ProgressState(job)
+    def __init__(self, job: str, files_total: int, port: int | None, namespace: str = "", attempt: int = 1):
+        self.state = ProgressState(job, namespace, attempt)
         self.state.files_total = files_total
         self.server, self.error = None, None
         if port is not None:
@@ -140,8 +169,12 @@ class ProgressActor:
     def add(self, counts: dict[str, float], failures: list[dict[str, str]] | None = None) -> None:
         self.state.add(counts, failures)
 
-    def finish(self, counts: dict[str, float], failures: list[dict[str, str]]) -> None:
-        self.state.finish(counts, failures)
+    def finish(self, counts: dict[str, float], failures: list[dict[str, str]],
+               outcome: str | None = None, message: str = "") -> None:
+        self.state.finish(counts, failures, outcome, message)
+
+    def set_outcome(self, outcome: str, message: str = "") -> None:
+        self.state.set_outcome(outcome, message)
 
     def snapshot(self) -> dict[str, Any]:
         return self.state.snapshot()
@@ -152,7 +185,7 @@ class ProgressActor:
             self.server.server_close()
 
 
-def start_progress_actor(job: str, files_total: int, port: int | None):
+def start_progress_actor(job: str, files_total: int, port: int | None, *, namespace: str = "", attempt: int = 1):
     """The job's progress actor, pinned to this (the driver's) node: the head's progress port is
     where the operator looks. num_cpus=0 so it fits on a zero-CPU head and never takes a worker slot."""
     import ray
@@ -162,7 +195,7 @@ def start_progress_actor(job: str, files_total: int, port: int | None):
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ProgressActor)
     actor = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
-    ).remote(job, files_total, port)
+    ).remote(job, files_total, port, namespace, attempt)
     # One ray.get at start-up (not on the hot path): surfaces a busy port before any work starts.
     bound, error = ray.get([actor.port.remote(), actor.serve_error.remote()], timeout=60)
     if error:
