@@ -22,12 +22,14 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from prism_operator.builders import build_ray_cluster, build_ray_job
+    from prism_operator.builders.rayjob import MAX_ATTEMPT
     from prism_pipeline.spec import SpecError, parse_job
+    from prism_pipeline.spec.entrypoint import EntrypointError
 
     from .manifests import documents_of
 
-    if not 1 <= args.attempt <= 99:
-        print(f"--attempt: must be between 1 and 99 (got {args.attempt})", file=sys.stderr)
+    if not 1 <= args.attempt <= MAX_ATTEMPT:
+        print(f"--attempt: must be between 1 and {MAX_ATTEMPT} (got {args.attempt})", file=sys.stderr)
         return 2
     documents, bad = documents_of(args.files)
     out: list[dict] = []
@@ -45,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
             for err in exc.errors:
                 print(f"{doc.where}: {err}", file=sys.stderr)
             continue
+        try:
+            rayjob = build_ray_job(job, args.attempt)
+        except EntrypointError as exc:
+            bad += 1
+            print(f"{doc.where}: spec: {exc}", file=sys.stderr)
+            continue
         if not job.spec.cluster.existing:
             out.append(build_ray_cluster(job))
-        out.append(build_ray_job(job, args.attempt))
+        out.append(rayjob)
     if out:
         print(yaml.safe_dump_all(out, sort_keys=False, width=120), end="")
     return 1 if bad else 0

@@ -14,10 +14,10 @@ from prism_pipeline.spec import GROUP, PLURAL, VERSION, ExtractionJobStatus, Pha
 
 from . import metrics
 from .k8s_api import KubeApi, load_client_config
-from .reconcile import Reconciler, old_status
+from .reconcile import JobMemory, Reconciler, old_status
 from .settings import OperatorConfig, configure_kopf
 from .status.conditions import find
-from .status.derive import CLEANED_UP
+from .status.derive import CLEANED_UP, SUSPENDED
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -29,16 +29,19 @@ DELETE_RETRIES = 10
 def needs_timer(spec: Any, status: Any, memo: Any = None, **_: Any) -> bool:
     """Live jobs, finished ones whose TTL cleanup is still due, and any job whose last reconcile
     could not finish its API calls; others cost nothing. A suspended job waits for its spec to
-    change (the update handler resumes it)."""
+    change (the update handler resumes it) once its RayCluster is as it should be (reason
+    Suspended: suspended, or deleted under Kueue); until then (Suspending) the timer corrects drift."""
     if memo is not None and memo.get("pending_errors"):
         return True
     spec = spec or {}
     parsed = old_status({"status": dict(status or {})})
     if parsed.phase == Phase.SUSPENDED:
-        return not spec.get("suspend")
+        return not spec.get("suspend") or parsed.reason != SUSPENDED
     if not parsed.phase.is_terminal():
         return True
-    if spec.get("ttlSecondsAfterFinished") is None or parsed.reason == "InvalidSpec":
+    # A spec the operator refused created nothing to clean up (the pipeline's own InvalidSpec verdict
+    # comes from a job that has a RayCluster).
+    if spec.get("ttlSecondsAfterFinished") is None or (parsed.reason == "InvalidSpec" and not parsed.ray_cluster):
         return False
     cluster = find(parsed.conditions, "ClusterReady")
     return cluster is None or cluster.reason not in CLEANED_UP
@@ -57,7 +60,9 @@ class Runtime:
     async def start(self) -> None:
         api = KubeApi(load_client_config(self.config.api_concurrency), timeout=self.config.api_timeout,
                       concurrency=self.config.api_concurrency)
-        self._session = aiohttp.ClientSession()
+        # trust_env: HTTP(S)_PROXY/NO_PROXY apply to the progress and dashboard reads, for clusters
+        # whose operator reaches Services through a proxy (and the cluster tier's DNS stand-in).
+        self._session = aiohttp.ClientSession(trust_env=True)
         self.reconciler = Reconciler(api=api, session=self._session, config=self.config)
         if self.config.metrics_enabled:
             self._metrics, self.metrics_port = await metrics.start_server(
@@ -76,9 +81,9 @@ class Runtime:
         # Handlers and the timer of one job run in one event loop: a per-job lock keeps their
         # reconciles from interleaving.
         lock = memo.setdefault("reconcile_lock", asyncio.Lock())
+        memory = memo.setdefault("job", JobMemory())
         async with lock:
-            outcome = await self.reconciler.reconcile(body, patch, memo.get("last_status"))
-        memo["last_status"] = outcome.status
+            outcome = await self.reconciler.reconcile(body, patch, memory)
         memo["pending_errors"] = bool(outcome.errors)
         if outcome.errors:
             # kopf retries the handler after the backoff; the status written so far stays.

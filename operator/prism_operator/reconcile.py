@@ -7,6 +7,7 @@ creating an object that exists is a no-op.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from prism_pipeline.spec import ExtractionJob, ExtractionJobStatus, Phase, SpecE
 from . import metrics
 from .builders import build_ray_cluster, build_ray_job
 from .builders.raycluster import cluster_name_for
-from .builders.rayjob import rayjob_name_for
+from .builders.rayjob import MAX_ATTEMPT, entrypoint_error, rayjob_name_for, submission_id
+from .dashboard_client import RayJobState, dashboard_url, get_job_state, stop_job
 from .k8s_api import KubeApi, KubeApiError
-from .progress_client import ProgressSnapshot, fetch_progress, progress_url
+from .progress_client import ProgressIdentity, ProgressSnapshot, fetch_progress, progress_url
 from .settings import OperatorConfig
 from .status.derive import cluster_state, derive
 from .status.model import (
@@ -33,6 +35,7 @@ from .status.model import (
     DeleteCluster,
     Observed,
     StopRayJob,
+    StopViaDashboard,
     SuspendCluster,
 )
 from .status.patch import merge_patch
@@ -78,12 +81,44 @@ class Outcome:
 
 
 @dataclass
+class JobMemory:
+    """What this operator process remembers of one job between reconciles (kept in kopf's memo; a
+    restart forgets it, which costs at most a repeated wait)."""
+
+    # The status derived last time: the body kopf hands over may predate that status's patch.
+    last_status: ExtractionJobStatus | None = None
+    # The last good progress reading, of this attempt: a failed read (the head restarting, the driver
+    # gone) must not erase the pipeline's outcome.
+    progress: ProgressSnapshot | None = None
+    progress_attempt: int = 0
+    # The submission being stopped through the dashboard, and since when (bounds the wait).
+    fencing: str = ""
+    fencing_since: datetime | None = None
+
+    def remember_progress(self, attempt: int, snapshot: ProgressSnapshot | None) -> ProgressSnapshot | None:
+        if attempt != self.progress_attempt:
+            self.progress, self.progress_attempt = None, attempt
+        if snapshot is not None:
+            self.progress = snapshot
+        return self.progress
+
+    def remember_fencing(self, submission: str, now: datetime) -> None:
+        if submission != self.fencing:
+            self.fencing, self.fencing_since = submission, (now if submission else None)
+
+    def fence_since(self, submission: str) -> datetime | None:
+        return self.fencing_since if submission and submission == self.fencing else None
+
+
+@dataclass
 class Reconciler:
     api: KubeApi
     session: aiohttp.ClientSession
     config: OperatorConfig
 
-    async def observe(self, body: Any, old: ExtractionJobStatus, now: datetime) -> Observed:
+    async def observe(self, body: Any, old: ExtractionJobStatus, now: datetime,
+                      memory: JobMemory | None = None) -> Observed:
+        memory = memory if memory is not None else JobMemory()
         meta = body.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
         manifest = {k: body[k] for k in MANIFEST_KEYS if k in body}
@@ -92,8 +127,13 @@ class Reconciler:
         except SpecError as exc:
             return Observed(job=None, old=old, now=now, generation=meta.get("generation"),
                             spec_errors=tuple(str(e) for e in exc.errors))
+        too_large = entrypoint_error(job)
+        if too_large:
+            # Checked before any child exists: no RayJob could carry this document.
+            return Observed(job=None, old=old, now=now, generation=meta.get("generation"),
+                            spec_errors=(f"spec: {too_large}",))
         cluster_name = cluster_name_for(job)
-        rayjob_name = rayjob_name_for(job, old.attempt) if old.attempt else ""
+        rayjob_name = rayjob_name_for(job, old.attempt) if 1 <= old.attempt <= MAX_ATTEMPT else ""
         cluster = await self.api.get_ray_cluster(namespace, cluster_name)
         rayjob = await self.api.get_ray_job(namespace, rayjob_name) if rayjob_name else None
         problems: list[str] = []
@@ -101,25 +141,42 @@ class Reconciler:
         if cluster is not None and live and cluster_state(cluster) != "ready":
             problems = pod_problems(await self.api.list_cluster_pods(namespace, cluster_name))
         progress = None
-        if cluster is not None and cluster_state(cluster) != "suspended":
-            progress = await self._read_progress(namespace, head_service(cluster, cluster_name), old.phase)
+        if cluster is not None and rayjob_name and cluster_state(cluster) != "suspended":
+            identity = ProgressIdentity(job.metadata.name, namespace, old.attempt)
+            progress = await self._read_progress(namespace, head_service(cluster, cluster_name), old.phase,
+                                                 identity)
+        submission = submission_id(rayjob, rayjob_name) if rayjob_name else ""
         return Observed(
             job=job, old=old, now=now, generation=meta.get("generation"),
             cluster_name=cluster_name, owns_cluster=not job.spec.cluster.existing, cluster=cluster,
-            rayjob=rayjob, rayjob_name=rayjob_name, pod_problems=tuple(problems), progress=progress,
+            rayjob=rayjob, rayjob_name=rayjob_name, pod_problems=tuple(problems),
+            progress=memory.remember_progress(old.attempt, progress),
+            submission_id=submission, fence_since=memory.fence_since(submission),
         )
 
-    async def _read_progress(self, namespace: str, service: str, phase: Phase) -> ProgressSnapshot | None:
+    async def _read_progress(self, namespace: str, service: str, phase: Phase,
+                             identity: ProgressIdentity) -> ProgressSnapshot | None:
         url = progress_url(self.config.progress_url_template, namespace, service)
-        reading = await fetch_progress(self.session, url, self.config.progress_timeout)
+        reading = await fetch_progress(self.session, url, self.config.progress_timeout, identity)
         if reading.error:
             # Expected while the head starts or between attempts; worth a line once running.
             level = logging.INFO if phase == Phase.RUNNING else logging.DEBUG
             log.log(level, "progress endpoint not readable: %s", reading.error)
         return reading.snapshot
 
-    async def act(self, decision: Decision, job: ExtractionJob | None, namespace: str) -> list[str]:
+    def _dashboard(self, namespace: str, cluster: dict | None, cluster_name: str) -> str:
+        return dashboard_url(self.config.dashboard_url_template, namespace, head_service(cluster or {}, cluster_name))
+
+    async def _read_ray_job(self, observed: Observed, namespace: str) -> RayJobState:
+        base = self._dashboard(namespace, observed.cluster, observed.cluster_name)
+        state = await get_job_state(self.session, base, observed.submission_id, self.config.dashboard_timeout)
+        if state.error:
+            log.info("Ray job %s: dashboard not readable: %s", observed.submission_id, state.error)
+        return state
+
+    async def act(self, decision: Decision, observed: Observed, namespace: str) -> list[str]:
         """Carry out the decided actions; returns the errors (the next reconcile retries them)."""
+        job = observed.job
         errors: list[str] = []
         for action in decision.actions:
             try:
@@ -132,7 +189,15 @@ class Reconciler:
                             log.info("created RayJob %s", rayjob_name_for(job, attempt))
                     case StopRayJob(name=name):
                         if await self.api.delete_ray_job(namespace, name):
-                            log.info("deleted RayJob %s (stops the Ray job)", name)
+                            log.info("deleted RayJob %s", name)
+                    case StopViaDashboard(submission_id=submission):
+                        # Not an API error: the next reconcile reads the job's state and asks again.
+                        base = self._dashboard(namespace, observed.cluster, observed.cluster_name)
+                        failed = await stop_job(self.session, base, submission, self.config.dashboard_timeout)
+                        if failed:
+                            log.info("stopping Ray job %s: %s", submission, failed)
+                        else:
+                            log.info("asked the Ray dashboard to stop Ray job %s", submission)
                     case SuspendCluster(suspend=suspend):
                         await self.api.suspend_ray_cluster(namespace, cluster_name_for(job), suspend)
                     case DeleteCluster(name=name):
@@ -143,25 +208,32 @@ class Reconciler:
                 log.warning("%s failed: %s", type(action).__name__, exc)
         return errors
 
-    async def reconcile(self, body: Any, patch: dict, last: ExtractionJobStatus | None = None,
+    async def reconcile(self, body: Any, patch: dict, memory: JobMemory | None = None,
                         now: datetime | None = None) -> Outcome:
-        """`last` is the status this process derived last time, if any: the body kopf hands over may
-        predate that status's patch, and deriving from it would repeat the last step's actions."""
+        """`memory` is what this process kept of the job (its last derived status, progress reading,
+        fencing clock); a fresh one when None."""
         started = time.monotonic()
         now = now or datetime.now(UTC)
+        memory = memory if memory is not None else JobMemory()
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace") or "default", meta.get("name", "")
-        old = last if last is not None else old_status(body)
+        old = memory.last_status if memory.last_status is not None else old_status(body)
         try:
-            observed = await self.observe(body, old, now)
+            observed = await self.observe(body, old, now, memory)
         except KubeApiError as exc:
             metrics.RECONCILE_ERRORS.inc()
             return Outcome(old, [f"observing the children: {exc}"])
         decision = derive(observed)
-        errors = await self.act(decision, observed.job, namespace)
+        if decision.wants_ray_job_state:
+            # The decision hangs on whether the attempt's Ray job still runs: ask the dashboard.
+            observed = dataclasses.replace(observed, ray_job_state=await self._read_ray_job(observed, namespace))
+            decision = derive(observed)
+        memory.remember_fencing(decision.fencing, now)
+        errors = await self.act(decision, observed, namespace)
         for event in decision.events:
             self.api.post_event(body, event.type, event.reason, event.message)
         write_status(patch, body, decision.status)
+        memory.last_status = decision.status
         if errors:
             metrics.RECONCILE_ERRORS.inc()
         metrics.observe_job(namespace, name, decision.status)
@@ -169,7 +241,8 @@ class Reconciler:
         return Outcome(decision.status, errors)
 
     async def delete(self, body: Any) -> None:
-        """Finalizer: stop the current attempt's Ray job; owner references remove the rest."""
+        """Finalizer: stop the current attempt's Ray job (through the dashboard, best effort and
+        bounded, and by deleting its RayJob); owner references remove the rest."""
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace") or "default", meta.get("name", "")
         old = old_status(body)
@@ -178,8 +251,29 @@ class Reconciler:
             job = parse_job(manifest, target="cluster")
         except SpecError:
             job = None  # an invalid job never created children
-        if job is not None and old.attempt:
-            rayjob = rayjob_name_for(job, old.attempt)
-            if await self.api.delete_ray_job(namespace, rayjob):
-                log.info("deleted RayJob %s: the Ray job is stopped", rayjob)
+        if job is not None and 1 <= old.attempt <= MAX_ATTEMPT:
+            rayjob_name = rayjob_name_for(job, old.attempt)
+            await self._stop_for_delete(namespace, job, rayjob_name)
+            if await self.api.delete_ray_job(namespace, rayjob_name):
+                log.info("deleted RayJob %s", rayjob_name)
         metrics.forget_job(namespace, name)
+
+    async def _stop_for_delete(self, namespace: str, job: ExtractionJob, rayjob_name: str) -> None:
+        """Ask the dashboard to stop the attempt's Ray job: one bounded request, no confirmation (the
+        RayCluster, if owned, goes with the job anyway). Never fails the finalizer."""
+        cluster_name = cluster_name_for(job)
+        try:
+            cluster = await self.api.get_ray_cluster(namespace, cluster_name)
+            rayjob = await self.api.get_ray_job(namespace, rayjob_name)
+        except KubeApiError as exc:
+            log.info("not stopping Ray job %s through the dashboard: %s", rayjob_name, exc)
+            return
+        if cluster is None:
+            return  # no cluster, no Ray job
+        submission = submission_id(rayjob, rayjob_name)
+        failed = await stop_job(self.session, self._dashboard(namespace, cluster, cluster_name), submission,
+                                self.config.dashboard_timeout)
+        if failed:
+            log.info("could not stop Ray job %s through the dashboard: %s", submission, failed)
+        else:
+            log.info("asked the Ray dashboard to stop Ray job %s", submission)

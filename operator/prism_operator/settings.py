@@ -14,6 +14,10 @@ import kopf
 
 ENV_PREFIX = "PRISM_"
 DEFAULT_PROGRESS_URL = "http://{service}.{namespace}.svc:{port}{path}"
+DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
+# kopf waits this long for a running timer handler to notice cancellation before it removes the
+# finalizer (its default is 60 s, so every `kubectl delete xj` took about a minute).
+CANCELLATION_POLLING_SECONDS = 2
 
 
 class ConfigError(ValueError):
@@ -29,6 +33,11 @@ class OperatorConfig:
     progress_url_template: str = DEFAULT_PROGRESS_URL
     # Timeout of one progress read, seconds (PRISM_PROGRESS_TIMEOUT).
     progress_timeout: float = 3.0
+    # The Ray dashboard of a job's RayCluster, used to stop and confirm an attempt's Ray job;
+    # {service} (the head Service) and {namespace} are filled in (PRISM_DASHBOARD_URL_TEMPLATE).
+    dashboard_url_template: str = DEFAULT_DASHBOARD_URL
+    # Timeout of one dashboard request, seconds (PRISM_DASHBOARD_TIMEOUT).
+    dashboard_timeout: float = 5.0
     # Timeout of one Kubernetes API request, seconds (PRISM_API_TIMEOUT).
     api_timeout: float = 15.0
     # Kubernetes API requests in flight at once: worker threads and pooled connections of the
@@ -42,8 +51,9 @@ class OperatorConfig:
     metrics_port: int = 9100
     # kopf's retry delay after a handler error, seconds (PRISM_RETRY_BACKOFF).
     retry_backoff: float = 10.0
-    # Seconds a watch request stays open before kopf re-lists (PRISM_WATCH_TIMEOUT).
-    watch_timeout: float = 300.0
+    # Seconds a watch request stays open before kopf re-lists (PRISM_WATCH_TIMEOUT). An int: kopf
+    # sends it as `timeoutSeconds`, and the API server answers `300.0` with 400 (strconv.ParseInt).
+    watch_timeout: int = 300
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
@@ -64,9 +74,12 @@ class OperatorConfig:
         return config
 
     def check(self) -> None:
-        for name in ("timer_interval", "progress_timeout", "api_timeout", "retry_backoff", "watch_timeout"):
+        for name in ("timer_interval", "progress_timeout", "dashboard_timeout", "api_timeout", "retry_backoff",
+                     "watch_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be > 0 (got {getattr(self, name)})")
+        if type(self.watch_timeout) is not int:
+            raise ConfigError(f"{ENV_PREFIX}WATCH_TIMEOUT: must be whole seconds (got {self.watch_timeout!r})")
         if not 1 <= self.api_concurrency <= 256:
             raise ConfigError(f"{ENV_PREFIX}API_CONCURRENCY: must be 1-256 (got {self.api_concurrency})")
         if not 0 <= self.metrics_port <= 65535:
@@ -76,6 +89,11 @@ class OperatorConfig:
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(f"{ENV_PREFIX}PROGRESS_URL_TEMPLATE: bad placeholder {exc} (allowed: "
                               "{service} {namespace} {port} {path})") from None
+        try:
+            self.dashboard_url_template.format(service="s", namespace="n")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{ENV_PREFIX}DASHBOARD_URL_TEMPLATE: bad placeholder {exc} (allowed: "
+                              "{service} {namespace})") from None
 
 
 def _parse_bool(raw: str) -> bool:
@@ -99,6 +117,9 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     # kopf's own API calls (patches, events): the same bound as ours, with room for its retries.
     settings.networking.connect_timeout = config.api_timeout
     settings.networking.request_timeout = config.api_timeout * 4
-    # Bounded watch requests: a silently dropped connection is noticed within this time.
-    settings.watching.server_timeout = config.watch_timeout
-    settings.watching.client_timeout = config.watch_timeout + 30
+    # Bounded watch requests: a silently dropped connection is noticed within this time. Whole
+    # seconds: kopf puts server_timeout into the query as `timeoutSeconds`, which must be an integer.
+    settings.watching.server_timeout = int(config.watch_timeout)
+    settings.watching.client_timeout = int(config.watch_timeout) + 30
+    # Deleting a job waits for its running timer to stop: poll for that often, not every 60 s.
+    settings.background.cancellation_polling = CANCELLATION_POLLING_SECONDS

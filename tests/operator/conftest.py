@@ -53,10 +53,15 @@ def job_manifest(**spec_changes: Any) -> dict:
 
 @dataclass
 class ProgressServer:
-    """A real HTTP server playing the pipeline's progress endpoint, per head service."""
+    """A real HTTP server playing, per head service, the pipeline's progress endpoint and the Ray
+    dashboard's job API (a submission it does not know is a 404, as in Ray)."""
 
     texts: dict[str, str] = field(default_factory=dict)  # "<namespace>/<service>" -> Prometheus text
     hits: dict[str, int] = field(default_factory=dict)
+    ray_jobs: dict[str, str] = field(default_factory=dict)  # submission id -> Ray job status
+    stops: list[str] = field(default_factory=list)           # submission ids asked to stop
+    stop_works: bool = True                                  # a stop makes the job STOPPED
+    dashboard_down: bool = False
     port: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -66,32 +71,67 @@ class ProgressServer:
             return web.Response(status=503, text="progress actor not started")
         return web.Response(text=self.texts[key], content_type="text/plain")
 
+    async def job(self, request: web.Request) -> web.Response:
+        if self.dashboard_down:
+            return web.Response(status=503, text="dashboard down")
+        submission = request.match_info["id"]
+        if submission not in self.ray_jobs:
+            return web.Response(status=404, text=f"Job {submission} does not exist")
+        return web.json_response({"submission_id": submission, "status": self.ray_jobs[submission]})
+
+    async def stop(self, request: web.Request) -> web.Response:
+        if self.dashboard_down:
+            return web.Response(status=503, text="dashboard down")
+        submission = request.match_info["id"]
+        self.stops.append(submission)
+        if submission not in self.ray_jobs:
+            return web.Response(status=404, text=f"Job {submission} does not exist")
+        running = self.ray_jobs[submission] in ("PENDING", "RUNNING")
+        if running and self.stop_works:
+            self.ray_jobs[submission] = "STOPPED"
+        return web.json_response({"stopped": running})
+
     @property
     def url_template(self) -> str:
         return f"http://127.0.0.1:{self.port}/{{namespace}}/{{service}}{{path}}"
 
+    @property
+    def dashboard_template(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{{namespace}}/{{service}}/dashboard"
+
 
 def progress_text(total: int, done: int, failed: int = 0, skipped: int = 0, points: int = 0,
                   items: dict[str, int] | None = None, finished: bool = False,
-                  samples: list[tuple[str, str, str]] = ()) -> str:
-    lines = [
-        "# TYPE prism_files_total gauge", f"prism_files_total {total}",
-        "# TYPE prism_files_done counter", f"prism_files_done_total {done}",
-        "# TYPE prism_files_failed counter", f"prism_files_failed_total {failed}",
-        "# TYPE prism_files_skipped counter", f"prism_files_skipped_total {skipped}",
-        "# TYPE prism_points_written counter", f"prism_points_written_total {points}",
-        "# TYPE prism_cpu_seconds counter", "prism_cpu_seconds_total 12.5",
-        "# TYPE prism_gpu_seconds counter", "prism_gpu_seconds_total 0",
-        "# TYPE prism_pipeline_finished gauge", f"prism_pipeline_finished {int(finished)}",
-        "# TYPE prism_items counter",
-    ]
-    lines += [f'prism_items_total{{extractor="{k}"}} {v}' for k, v in (items or {}).items()]
-    lines.append("# TYPE prism_failure_sample gauge")
+                  samples: list[tuple[str, str, str]] = (), outcome: str | None = None,
+                  job: str | None = "campaign", namespace: str | None = NAMESPACE,
+                  attempt: int | None = 1) -> str:
+    """The pipeline's progress text; every sample labelled with its job, namespace and attempt (a
+    None leaves that label out)."""
     def label(value: str) -> str:  # Prometheus text-format escaping
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-    lines += [f'prism_failure_sample{{uri="{label(u)}",stage="{label(s)}",error="{label(e)}"}} 1'
-              for u, s, e in samples]
+    who = {"job": job, "namespace": namespace, "attempt": None if attempt is None else str(attempt)}
+
+    def labels(**extra: str) -> str:
+        pairs = {**{k: v for k, v in who.items() if v is not None}, **extra}
+        return "{" + ",".join(f'{k}="{label(v)}"' for k, v in pairs.items()) + "}" if pairs else ""
+
+    lines = [
+        "# TYPE prism_files_total gauge", f"prism_files_total{labels()} {total}",
+        "# TYPE prism_files_done counter", f"prism_files_done_total{labels()} {done}",
+        "# TYPE prism_files_failed counter", f"prism_files_failed_total{labels()} {failed}",
+        "# TYPE prism_files_skipped counter", f"prism_files_skipped_total{labels()} {skipped}",
+        "# TYPE prism_points_written counter", f"prism_points_written_total{labels()} {points}",
+        "# TYPE prism_cpu_seconds counter", f"prism_cpu_seconds_total{labels()} 12.5",
+        "# TYPE prism_gpu_seconds counter", f"prism_gpu_seconds_total{labels()} 0",
+        "# TYPE prism_pipeline_finished gauge", f"prism_pipeline_finished{labels()} {int(finished)}",
+        "# TYPE prism_items counter",
+    ]
+    lines += [f"prism_items_total{labels(extractor=k)} {v}" for k, v in (items or {}).items()]
+    lines.append("# TYPE prism_failure_sample gauge")
+    lines += [f"prism_failure_sample{labels(uri=u, stage=s, error=e)} 1" for u, s, e in samples]
+    if outcome is not None:
+        lines += ["# TYPE prism_pipeline_outcome gauge", f"prism_pipeline_outcome{labels(outcome=outcome)} 1"]
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +234,8 @@ async def progress() -> AsyncIterator[ProgressServer]:
     srv = ProgressServer()
     app = web.Application()
     app.router.add_get("/{namespace}/{service}/metrics", srv.handle)
+    app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}", srv.job)
+    app.router.add_post("/{namespace}/{service}/dashboard/api/jobs/{id}/stop", srv.stop)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -222,8 +264,9 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 def operator_config(progress: ProgressServer, **overrides: Any) -> OperatorConfig:
     values = dict(timer_interval=0.25, progress_url_template=progress.url_template, progress_timeout=1.0,
+                  dashboard_url_template=progress.dashboard_template, dashboard_timeout=1.0,
                   api_timeout=5.0, metrics_enabled=True, metrics_host="127.0.0.1", metrics_port=0,
-                  retry_backoff=0.5, watch_timeout=30.0)
+                  retry_backoff=0.5, watch_timeout=30)
     values.update(overrides)
     return OperatorConfig(**values)
 

@@ -4,9 +4,10 @@ KubeRay's CRD schemas; and `prism render`."""
 from __future__ import annotations
 
 import copy
-import json
+import random
 import re
 import shlex
+import string
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import yaml
 
 from prism_operator.builders import build_entrypoint, build_ray_cluster, build_ray_job
 from prism_operator.builders.raycluster import owned_cluster_name
-from prism_operator.builders.rayjob import rayjob_name_for
+from prism_operator.builders.rayjob import entrypoint_error, pipeline_document, rayjob_name_for
 from prism_pipeline.spec import MAX_JOB_NAME_LENGTH, ExtractionJob, parse_job, parse_spec
+from prism_pipeline.spec.entrypoint import EntrypointError, decode_document
 from prism_pipeline.spec.metrics import ENV_QDRANT_API_KEY, PROGRESS_PORT
 
 from .conftest import BASE_JOB
@@ -93,18 +95,37 @@ def test_secrets_are_passed_by_reference_only():
     assert "env" not in container and "envFrom" not in container
 
 
-def test_labels_owner_and_kueue():
+def test_labels_and_owner():
     job = make_job()
     for obj in (build_ray_cluster(job), build_ray_job(job, 1)):
         labels = obj["metadata"]["labels"]
         assert labels["prism.dev/extraction-job"] == "campaign"
         assert labels["app.kubernetes.io/managed-by"] == "prism-operator"
         assert labels["app.kubernetes.io/instance"] == "campaign"
-        assert labels["kueue.x-k8s.io/queue-name"] == "gpu-batch"
         assert obj["metadata"]["ownerReferences"] == [{
             "apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob", "name": "campaign", "uid": UID,
             "controller": True, "blockOwnerDeletion": True}]
         assert obj["metadata"]["namespace"] == "media"
+
+
+def test_kueue_labels_go_on_the_raycluster_only():
+    """Kueue suspends a queue-labelled RayJob forever (clusterSelector), and KubeRay then fails it
+    with ValidationFailed: the queue is the RayCluster's. An autoscaled one must say it is elastic."""
+    body = copy.deepcopy(BASE_JOB)
+    body["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] = "high"
+    job = make_job(body)
+    rc, rj = build_ray_cluster(job), build_ray_job(job, 1)
+    assert rc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-batch"
+    assert rc["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
+    assert rc["spec"]["enableInTreeAutoscaling"] is True
+    assert rc["metadata"]["annotations"] == {"kueue.x-k8s.io/elastic-job": "true"}
+    assert not any(k.startswith("kueue.x-k8s.io/") for k in rj["metadata"]["labels"])
+    assert "annotations" not in rj["metadata"]
+
+    body["metadata"]["labels"] = {}
+    plain = build_ray_cluster(make_job(body))
+    assert "annotations" not in plain["metadata"]
+    assert not any(k.startswith("kueue.x-k8s.io/") for k in plain["metadata"]["labels"])
 
 
 def test_rayjob_runs_the_pipeline_on_its_cluster():
@@ -114,25 +135,37 @@ def test_rayjob_runs_the_pipeline_on_its_cluster():
     assert rj["metadata"]["name"] == f"{cluster}-a2" == rj["spec"]["jobId"]
     assert rj["spec"]["clusterSelector"] == {"ray.io/cluster": cluster}
     assert rj["spec"]["backoffLimit"] == 0 and rj["spec"]["shutdownAfterJobFinishes"] is False
-    assert rj["spec"]["submissionMode"] == "K8sJobMode"
+    assert rj["spec"]["submissionMode"] == "HTTPMode"
+    assert "submitterConfig" not in rj["spec"] and "submitterPodTemplate" not in rj["spec"]
     assert "rayClusterSpec" not in rj["spec"]
 
 
 def test_entrypoint_round_trips_through_a_shell():
     tricky = make_job(source={"uri": "s3://media/it's here/", "include": ["**/*.mp4", "it's $(rm -rf) `x`"]})
-    argv = shlex.split(build_entrypoint(tricky))
+    entrypoint = build_entrypoint(tricky, 3)
+    assert build_ray_job(tricky, 3)["spec"]["entrypoint"] == entrypoint
+    argv = shlex.split(entrypoint)
     assert argv[:4] == ["python", "-m", "prism_pipeline", "run"]
-    assert argv[4] == "--spec" and argv[6:] == ["--progress-port", str(PROGRESS_PORT)]
-    document = json.loads(argv[5])
+    assert argv[4] == "--job" and argv[6:] == ["--attempt", "3", "--progress-port", str(PROGRESS_PORT)]
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", argv[5])  # base64url: nothing for a shell to act on
+    document = decode_document(argv[5])
+    assert document == pipeline_document(tricky)
     assert document["metadata"] == {"name": "campaign", "namespace": "media", "uid": UID}
     assert document["apiVersion"] == "prism.dev/v1alpha1" and document["kind"] == "ExtractionJob"
-    assert document["spec"] == tricky.spec.to_wire()
     assert parse_spec(document["spec"], target="cluster") == tricky.spec
-    # ... and the pipeline's own reader of --spec agrees.
-    from prism_pipeline.jobspec import load
 
-    received = load(argv[5], target="cluster")
-    assert (received.name, received.uid, received.spec) == ("campaign", UID, tricky.spec)
+
+def huge_options(kib: int = 200) -> list[dict]:
+    noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=kib * 1024))
+    return [{"name": "t", "kind": "text-embedding", "options": {"prompt": noise}}]
+
+
+def test_a_document_too_large_for_an_entrypoint_is_refused():
+    job = make_job(extractors=huge_options())
+    assert "entrypoint limit" in entrypoint_error(job)
+    with pytest.raises(EntrypointError):
+        build_ray_job(job, 1)
+    assert entrypoint_error(make_job()) == ""
 
 
 def test_existing_cluster():
@@ -193,6 +226,12 @@ def test_render_prints_the_children(capsys, tmp_path):
     err = capsys.readouterr().err
     assert f"{bad}: spec.retries.limit: must be >= 0" in err
 
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump({**BASE_JOB, "spec": {**BASE_JOB["spec"], "extractors": huge_options()}}))
+    assert main(["render", str(huge)]) == 1
+    assert "entrypoint limit" in capsys.readouterr().err
+    assert main(["render", str(huge), "--attempt", "100"]) == 2
+
 
 RAY_STUB = """#!{python}
 # `ray job status` says "not submitted"; `ray job submit ... -- ARGS` does what Ray's CLI and job
@@ -205,7 +244,7 @@ sys.exit(subprocess.run(["/bin/sh", "-c", subprocess.list2cmdline(args[args.inde
 """
 DRIVER_STUB = """#!{python}
 import sys
-open(sys.argv[0] + ".spec", "w").write(sys.argv[sys.argv.index("--spec") + 1])
+open(sys.argv[0] + ".argv", "w").write("\\0".join(sys.argv[1:]))
 """
 
 
@@ -216,7 +255,7 @@ open(sys.argv[0] + ".spec", "w").write(sys.argv[sys.argv.index("--spec") + 1])
 def test_spec_survives_the_submitter_and_the_job_supervisor(tmp_path, include):
     """KubeRay's K8sJobMode submitter runs `bash -ce "... ray job submit ... -- <entrypoint> ..."`
     (BuildJobSubmitCommand); Ray joins the arguments and runs them with /bin/sh. The driver must get
-    the spec back exactly, whatever characters it holds."""
+    the document back exactly, whatever characters the spec holds."""
     import os
     import shutil
     import subprocess
@@ -235,11 +274,14 @@ def test_spec_survives_the_submitter_and_the_job_supervisor(tmp_path, include):
     command = " ".join([
         "if", "!", "ray", "job", "status", "--address", address, "sub-id", ">/dev/null", "2>&1", ";", "then",
         "ray", "job", "submit", "--address", address, "--no-wait", "--submission-id", "sub-id",
-        "--", build_entrypoint(job).strip(), ";", "fi", ";",
+        "--", build_entrypoint(job, 2).strip(), ";", "fi", ";",
     ])
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
     result = subprocess.run([bash, "-ce", "--", command], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    received = json.loads((tmp_path / "python.spec").read_text())
+    argv = (tmp_path / "python.argv").read_text().split("\0")
+    assert argv[:3] == ["-m", "prism_pipeline", "run"]
+    assert argv[5:] == ["--attempt", "2", "--progress-port", str(PROGRESS_PORT)]
+    received = decode_document(argv[argv.index("--job") + 1])
     assert received["spec"] == job.spec.to_wire()
     assert parse_spec(received["spec"], target="cluster") == job.spec

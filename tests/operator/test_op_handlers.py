@@ -8,7 +8,7 @@ import pytest
 from prism_operator import metrics
 from prism_operator.handlers import needs_timer
 from prism_operator.reconcile import old_status, write_status
-from prism_operator.settings import ConfigError, OperatorConfig
+from prism_operator.settings import ConfigError, OperatorConfig, configure_kopf
 from prism_pipeline.spec import ExtractionJobStatus, Phase
 
 
@@ -23,8 +23,12 @@ from prism_pipeline.spec import ExtractionJobStatus, Phase
     ({"ttlSecondsAfterFinished": 60}, {"phase": "Succeeded", "conditions": [
         {"type": "ClusterReady", "status": "Unknown", "reason": "RayJobDeleted"}]}, False),
     ({"ttlSecondsAfterFinished": 60}, {"phase": "Failed", "reason": "InvalidSpec"}, False),
-    ({"suspend": True}, {"phase": "Suspended"}, False),
-    ({"suspend": False}, {"phase": "Suspended"}, True),
+    ({"suspend": True}, {"phase": "Suspended", "reason": "Suspended"}, False),
+    # The RayCluster is not yet as it should be (suspended, or deleted under Kueue): keep correcting.
+    ({"suspend": True}, {"phase": "Suspended", "reason": "Suspending"}, True),
+    ({"suspend": False}, {"phase": "Suspended", "reason": "Suspended"}, True),
+    # The pipeline's own InvalidSpec verdict left a RayCluster for the TTL to delete.
+    ({"ttlSecondsAfterFinished": 60}, {"phase": "Failed", "reason": "InvalidSpec", "rayCluster": "c-1a2b3"}, True),
 ])
 def test_timer_runs_only_while_there_is_work(spec, status, expected):
     assert needs_timer(spec=spec, status=status) is expected
@@ -41,6 +45,31 @@ def test_config_from_env():
                          ({"PRISM_PROGRESS_URL_TEMPLATE": "http://{host}/"}, "bad placeholder 'host'")]:
         with pytest.raises(ConfigError, match=message):
             OperatorConfig.from_env(env)
+
+
+def test_watch_timeout_is_whole_seconds():
+    """kopf sends it as `timeoutSeconds`; the API server answers `300.0` with 400 (strconv.ParseInt)."""
+    import kopf
+
+    assert OperatorConfig.from_env({"PRISM_WATCH_TIMEOUT": "120"}).watch_timeout == 120
+    with pytest.raises(ConfigError, match="PRISM_WATCH_TIMEOUT: must be int"):
+        OperatorConfig.from_env({"PRISM_WATCH_TIMEOUT": "120.5"})
+    with pytest.raises(ConfigError, match="PRISM_WATCH_TIMEOUT: must be whole seconds"):
+        OperatorConfig(watch_timeout=120.0).check()
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorConfig())
+    assert type(settings.watching.server_timeout) is int and settings.watching.server_timeout == 300
+    assert f"timeoutSeconds={settings.watching.server_timeout}" == "timeoutSeconds=300"
+    # A delete waits this long for a running timer, not kopf's default minute.
+    assert settings.background.cancellation_polling <= 5
+
+
+def test_dashboard_settings():
+    config = OperatorConfig.from_env({"PRISM_DASHBOARD_URL_TEMPLATE": "http://proxy/{namespace}/{service}/"})
+    assert config.dashboard_url_template == "http://proxy/{namespace}/{service}/"
+    assert OperatorConfig().dashboard_url_template == "http://{service}.{namespace}.svc:8265"
+    with pytest.raises(ConfigError, match="PRISM_DASHBOARD_URL_TEMPLATE: bad placeholder 'port'"):
+        OperatorConfig.from_env({"PRISM_DASHBOARD_URL_TEMPLATE": "http://{service}:{port}"})
 
 
 def test_write_status_patches_only_the_diff():

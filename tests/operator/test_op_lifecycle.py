@@ -32,6 +32,7 @@ async def test_create_children_progress_and_success(cluster, operator, progress)
         assert rc["metadata"]["ownerReferences"] == [owner] == rj["metadata"]["ownerReferences"]
         assert rc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-batch"
         assert rj["spec"]["clusterSelector"] == {"ray.io/cluster": name}
+        assert "--job" in rj["spec"]["entrypoint"] and "--attempt 1" in rj["spec"]["entrypoint"]
         await wait_for("Provisioning", lambda: cluster.status().get("phase") == "Provisioning",
                        state=cluster.status)
         assert condition(cluster.status(), "ClusterReady")["status"] == "False"
@@ -115,9 +116,17 @@ async def test_failed_attempt_retries_on_the_same_cluster(cluster, operator, pro
         play_rayjob(cluster, rayjob(1), "RUNNING")
         await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
 
-        play_rayjob(cluster, rayjob(1), "FAILED", deployment="Complete", message="worker OOM-killed")
+        # KubeRay gives up on the attempt while Ray still runs it (and would never stop it).
+        progress.ray_jobs[rayjob(1)] = "RUNNING"
+        progress.stop_works = False
+        play_rayjob(cluster, rayjob(1), "FAILED", deployment="Failed", message="worker OOM-killed")
+        await wait_for("StoppingAttempt", lambda: cluster.status().get("reason") == "StoppingAttempt"
+                       and len(progress.stops) >= 2, state=cluster.status)
+        assert rayjob(2) not in cluster.rayjobs() and cluster.status()["attempt"] == 1
+        progress.stop_works = True
         await wait_for("attempt 2", lambda: rayjob(2) in cluster.rayjobs() and cluster.status()["attempt"] == 2,
                        state=cluster.status)
+        assert progress.ray_jobs[rayjob(1)] == "STOPPED" and set(progress.stops) == {rayjob(1)}
         status = cluster.status()
         assert status["phase"] == "Running" and status["failedAttempts"] == 1
         retrying = condition(status, "Retrying")
@@ -135,7 +144,7 @@ async def test_failed_attempt_retries_on_the_same_cluster(cluster, operator, pro
         assert status["reason"] == "RetriesExhausted"
         assert "worker OOM-killed again" in status["message"]
         assert cluster.rayjobs() == [rayjob(1), rayjob(2)] and cluster.clusters() == [name]
-        await wait_for_events(cluster, {"AttemptFailed", "RetriesExhausted"})
+        await wait_for_events(cluster, {"StoppingAttempt", "AttemptFailed", "RetriesExhausted"})
 
 
 async def test_startup_deadline_reports_pod_problems(cluster, operator, progress):

@@ -4,24 +4,33 @@ pod problems; progress parsing."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from prism_operator.builders.raycluster import owned_cluster_name
-from prism_operator.progress_client import ProgressFormatError, ProgressSnapshot, parse_progress
-from prism_operator.status.derive import derive
+from prism_operator.dashboard_client import RayJobState
+from prism_operator.progress_client import (
+    ProgressFormatError,
+    ProgressIdentity,
+    ProgressSnapshot,
+    parse_progress,
+)
+from prism_operator.status.derive import FENCE_TIMEOUT_SECONDS, derive
 from prism_operator.status.model import (
     CreateCluster,
     CreateRayJob,
     DeleteCluster,
     Observed,
     StopRayJob,
+    StopViaDashboard,
     SuspendCluster,
 )
 from prism_operator.status.patch import merge_patch
 from prism_operator.status.pods import pod_problems
 from prism_pipeline.spec import Condition, ExtractionJobStatus, Phase, Progress, parse_job
+from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
 
 from .conftest import BASE_JOB, progress_text
 
@@ -32,15 +41,20 @@ PROVISIONING = {"spec": {}, "status": {}}
 SUSPENDED = {"spec": {"suspend": True}, "status": {"state": "suspended"}}
 
 
-def job(**spec):
+def job(kueue: bool = False, **spec):
     body = copy.deepcopy(BASE_JOB)
     body["metadata"]["uid"] = "u1"
-    body["metadata"].pop("labels")  # not queued in Kueue (see test_kueue_owns_admission)
+    if not kueue:
+        body["metadata"].pop("labels")  # not queued in Kueue (see the Kueue tests)
     body["spec"].update(spec)
     return parse_job(body, target="cluster")
 
 
 CLUSTER = owned_cluster_name(job())
+ABSENT = RayJobState(found=False)  # the dashboard has no such job (404)
+RUNNING = RayJobState(status="RUNNING")
+STOPPED = RayJobState(status="STOPPED")
+UNREACHABLE = RayJobState(error="http://c-head-svc.media.svc:8265/api/jobs/x: ClientConnectorError")
 
 
 def rayjob(job_status: str, deployment: str = "Running", message: str = "") -> dict:
@@ -51,10 +65,22 @@ def status(phase: Phase, attempt: int = 1, **kw) -> ExtractionJobStatus:
     return ExtractionJobStatus(phase=phase, attempt=attempt, start_time=T0, **kw)
 
 
-def observe(old: ExtractionJobStatus, spec: dict | None = None, cluster=READY, rj=None, now=NOW, **kw) -> Observed:
-    return Observed(job=job(**(spec or {})), old=old, now=now, generation=3, cluster_name=CLUSTER,
+def observe(old: ExtractionJobStatus, spec: dict | None = None, cluster=READY, rj=None, now=NOW, kueue=False,
+            **kw) -> Observed:
+    name = f"{CLUSTER}-a{old.attempt}" if old.attempt else ""
+    return Observed(job=job(kueue, **(spec or {})), old=old, now=now, generation=3, cluster_name=CLUSTER,
                     owns_cluster=not (spec or {}).get("cluster", {}).get("existing"), cluster=cluster,
-                    rayjob=rj, rayjob_name=f"{CLUSTER}-a{old.attempt}" if old.attempt else "", **kw)
+                    rayjob=rj, rayjob_name=name, submission_id=name, **kw)
+
+
+def decide(obs: Observed, ray: RayJobState = ABSENT):
+    """derive as the reconciler runs it: again with the dashboard's answer when the decision asks."""
+    decision = derive(obs)
+    if decision.wants_ray_job_state:
+        assert obs.ray_job_state is None
+        decision = derive(dataclasses.replace(obs, ray_job_state=ray))
+        assert not decision.wants_ray_job_state
+    return decision
 
 
 def cond(st: ExtractionJobStatus, kind: str) -> Condition | None:
@@ -81,6 +107,9 @@ CASES = [
     ("failed with a retry left",
      status(Phase.RUNNING), {"retries": {"limit": 1}}, READY, rayjob("FAILED", "Complete", "OOM"),
      Phase.RUNNING, "Retrying", [CreateRayJob(2)]),
+    ("ValidationFailed is not retried",
+     status(Phase.PROVISIONING), {"retries": {"limit": 3}}, READY, rayjob("", "ValidationFailed", "bad spec"),
+     Phase.FAILED, "ValidationFailed", []),
     ("submission failed (deployment Failed) with a retry left",
      status(Phase.PROVISIONING), {"retries": {"limit": 1}}, READY, rayjob("", "Failed", "submitter crashed"),
      Phase.PROVISIONING, "Retrying", [CreateRayJob(2)]),
@@ -90,9 +119,12 @@ CASES = [
     ("failed, no retries configured",
      status(Phase.RUNNING), {"retries": {"limit": 0}}, READY, rayjob("STOPPED", "Complete"),
      Phase.FAILED, "RayJobFailed", []),
-    ("suspend a running job",
-     status(Phase.RUNNING), {"suspend": True}, READY, rayjob("RUNNING"), Phase.SUSPENDED, "Suspended",
+    ("suspend a running job (its Ray job already gone)",
+     status(Phase.RUNNING), {"suspend": True}, READY, rayjob("RUNNING"), Phase.SUSPENDED, "Suspending",
      [StopRayJob(f"{CLUSTER}-a1"), SuspendCluster(True)]),
+    ("suspend: the cluster's pods are gone, suspended for good",
+     status(Phase.SUSPENDED, reason="Suspending"), {"suspend": True}, SUSPENDED, None, Phase.SUSPENDED,
+     "Suspended", []),
     ("stay suspended",
      status(Phase.SUSPENDED), {"suspend": True}, SUSPENDED, None, Phase.SUSPENDED, "Suspended", []),
     ("owned cluster found suspended without Kueue: unsuspend it",
@@ -131,7 +163,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,old,spec,cluster,rj,phase,reason,actions", CASES, ids=[c[0] for c in CASES])
 def test_derive(name, old, spec, cluster, rj, phase, reason, actions):
-    decision = derive(observe(old, spec, cluster=cluster, rj=rj))
+    decision = decide(observe(old, spec, cluster=cluster, rj=rj))
     assert (decision.status.phase, decision.status.reason) == (phase, reason), decision.status.message
     assert list(decision.actions) == actions
     st = decision.status
@@ -149,7 +181,7 @@ def test_derive(name, old, spec, cluster, rj, phase, reason, actions):
 
 
 def test_retry_counts_and_messages():
-    d = derive(observe(status(Phase.RUNNING), {"retries": {"limit": 2}}, rj=rayjob("FAILED", "Complete", "OOM")))
+    d = decide(observe(status(Phase.RUNNING), {"retries": {"limit": 2}}, rj=rayjob("FAILED", "Complete", "OOM")))
     st = d.status
     assert (st.attempt, st.failed_attempts, st.ray_job) == (2, 1, f"{CLUSTER}-a2")
     assert cond(st, "Retrying").status == "True" and "OOM" in cond(st, "Retrying").message
@@ -166,13 +198,158 @@ def test_resume_does_not_spend_a_retry_and_restarts_the_clock():
     assert st.start_time == "2026-11-22T12:00:00Z"
 
 
-def test_too_many_failed_files_fails_without_retry():
-    snap = ProgressSnapshot(files_total=10, files_done=5, files_failed=5)
-    obs = observe(status(Phase.RUNNING), {"retries": {"limit": 3}, "failurePolicy": {"maxFailedFileRatio": 0.1}},
-                  rj=rayjob("FAILED", "Complete", "too many failures"), progress=snap)
-    d = derive(obs)
+RETRYABLE = {"retries": {"limit": 3}, "failurePolicy": {"maxFailedFileRatio": 0.1}}
+
+
+def test_too_many_failed_files_served_by_the_pipeline_is_not_retried():
+    snap = ProgressSnapshot(files_total=10, files_done=5, files_failed=5, outcome=Outcome.TOO_MANY_FAILED_FILES)
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Complete", "exit code 1"),
+                       progress=snap))
     assert d.status.phase == Phase.FAILED and d.status.reason == "TooManyFailedFiles"
     assert "5 of 10 files failed" in d.status.message and not d.actions
+
+
+@pytest.mark.parametrize("outcome", [Outcome.TOO_MANY_FAILED_FILES, Outcome.INVALID_SPEC])
+def test_final_outcome_printed_in_rays_message_is_not_retried(outcome):
+    """No progress reading (the head restarted, say): the outcome line Ray kept in its message."""
+    line = OutcomeReport(outcome, "the pipeline's own words").to_line()
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE,
+                       rj=rayjob("FAILED", "Failed", f"Job entrypoint command failed, last logs:\n...\n{line}")))
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, outcome.value)
+    assert "the pipeline's own words" in d.status.message and not d.actions
+
+
+def test_counters_alone_do_not_decide_the_outcome():
+    """Many failed files without the pipeline's verdict: a plain failure, retried."""
+    snap = ProgressSnapshot(files_total=10, files_done=5, files_failed=5)
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Complete", "OOM"), progress=snap))
+    assert (d.status.phase, d.status.reason) == (Phase.RUNNING, "Retrying")
+    assert d.actions == (CreateRayJob(2),)
+
+
+def test_failed_outcome_is_retried_with_the_pipelines_message():
+    line = OutcomeReport(Outcome.FAILED, "no file finished for 900s").to_line()
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Complete", f"exit 1\n{line}")))
+    assert d.status.reason == "Retrying" and "no file finished for 900s" in d.status.message
+    assert d.actions == (CreateRayJob(2),)
+
+
+def test_validation_failed_carries_kuberays_message():
+    d = decide(observe(status(Phase.PROVISIONING), RETRYABLE,
+                       rj=rayjob("", "ValidationFailed", "suspend is not supported with clusterSelector")))
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "ValidationFailed")
+    assert "suspend is not supported with clusterSelector" in d.status.message
+    assert d.status.failed_attempts == 0 and not d.actions
+
+
+# --- fencing: an attempt's Ray job is stopped, and confirmed stopped, before anything follows ------
+
+FAILED_RJ = rayjob("FAILED", "Failed", "JobStatusCheckTimeoutExceeded")
+
+
+def test_a_retry_waits_until_the_old_ray_job_has_stopped():
+    obs = observe(status(Phase.RUNNING), RETRYABLE, rj=FAILED_RJ)
+    first = derive(obs)
+    assert first.wants_ray_job_state  # the dashboard is asked only when it matters
+    d = decide(obs, RUNNING)
+    sid = f"{CLUSTER}-a1"
+    assert (d.status.phase, d.status.reason) == (Phase.RUNNING, "StoppingAttempt")
+    assert d.actions == (StopViaDashboard(sid),) and d.fencing == sid
+    assert d.status.attempt == 1 and d.status.failed_attempts == 0
+    assert cond(d.status, "Retrying").reason == "StoppingAttempt"
+    assert [e.reason for e in d.events] == ["StoppingAttempt"]
+    # Still running next time: ask again, no second Event.
+    again = decide(observe(d.status, RETRYABLE, rj=FAILED_RJ, now=NOW + timedelta(seconds=10),
+                           fence_since=NOW), RUNNING)
+    assert again.actions == (StopViaDashboard(sid),) and again.events == ()
+    # Stopped: only now the next attempt.
+    done = decide(observe(again.status, RETRYABLE, rj=FAILED_RJ, fence_since=NOW), STOPPED)
+    assert (done.status.reason, done.status.attempt, done.status.failed_attempts) == ("Retrying", 2, 1)
+    assert done.actions == (CreateRayJob(2),) and done.fencing == ""
+
+
+def test_an_unreachable_dashboard_delays_at_most_the_bound():
+    obs = observe(status(Phase.RUNNING), RETRYABLE, rj=FAILED_RJ,
+                  fence_since=NOW - timedelta(seconds=FENCE_TIMEOUT_SECONDS - 1))
+    waiting = decide(obs, UNREACHABLE)
+    assert waiting.status.reason == "StoppingAttempt" and waiting.actions == ()  # nothing to POST to
+    assert waiting.fencing == f"{CLUSTER}-a1"
+    late = decide(dataclasses.replace(obs, fence_since=NOW - timedelta(seconds=FENCE_TIMEOUT_SECONDS)), UNREACHABLE)
+    assert late.status.reason == "Retrying" and late.actions == (CreateRayJob(2),)
+    assert ("Warning", "AttemptNotStopped") in [(e.type, e.reason) for e in late.events]
+
+
+def test_failing_and_deadlines_wait_for_the_stop_too():
+    exhausted = observe(status(Phase.RUNNING, failed_attempts=3), RETRYABLE, rj=FAILED_RJ)
+    d = decide(exhausted, RUNNING)
+    assert (d.status.phase, d.status.reason) == (Phase.RUNNING, "StoppingAttempt")
+    assert "RetriesExhausted" not in d.status.message and "before failing" in d.status.message
+    assert decide(exhausted, STOPPED).status.reason == "RetriesExhausted"
+
+    deadline = observe(status(Phase.RUNNING), {"activeDeadlineSeconds": 30}, rj=rayjob("RUNNING"))
+    d = decide(deadline, RUNNING)
+    assert d.status.reason == "StoppingAttempt" and d.actions == (StopViaDashboard(f"{CLUSTER}-a1"),)
+    d = decide(deadline, STOPPED)
+    assert d.status.reason == "DeadlineExceeded" and d.actions == (StopRayJob(f"{CLUSTER}-a1"),)
+
+
+def test_a_provisioning_cluster_never_ran_the_job():
+    """KubeRay submits only to a ready cluster: nothing to stop, no dashboard to ask."""
+    d = derive(observe(status(Phase.PROVISIONING), {"startupDeadlineSeconds": 30}, cluster=PROVISIONING,
+                       rj=rayjob("", "Initializing")))
+    assert not d.wants_ray_job_state and d.status.reason == "StartupDeadlineExceeded"
+
+
+def test_rays_own_success_wins_over_a_failed_rayjob():
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=FAILED_RJ), RayJobState(status="SUCCEEDED"))
+    assert (d.status.phase, d.status.reason) == (Phase.SUCCEEDED, "Succeeded") and not d.actions
+
+
+def test_suspend_stops_the_ray_job_first():
+    obs = observe(status(Phase.RUNNING), {"suspend": True}, rj=rayjob("RUNNING"))
+    d = decide(obs, RUNNING)
+    assert (d.status.phase, d.status.reason) == (Phase.RUNNING, "StoppingAttempt")
+    assert d.actions == (StopViaDashboard(f"{CLUSTER}-a1"),)
+    d = decide(obs, STOPPED)
+    assert d.status.phase == Phase.SUSPENDED
+    assert d.actions == (StopRayJob(f"{CLUSTER}-a1"), SuspendCluster(True))
+
+
+# --- attempts past what a RayJob name has room for -----------------------------------------------
+
+def test_no_attempt_past_the_last_name():
+    d = decide(observe(status(Phase.RUNNING, attempt=99, failed_attempts=0), RETRYABLE, rj=FAILED_RJ))
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "AttemptsExhausted")
+    assert "attempt 100" in d.status.message and d.status.attempt == 99 and not d.actions
+
+    resumed = derive(observe(status(Phase.SUSPENDED, attempt=99), {}, cluster=SUSPENDED))
+    assert (resumed.status.phase, resumed.status.reason) == (Phase.FAILED, "AttemptsExhausted")
+    assert not resumed.actions
+
+    edited = derive(observe(status(Phase.RUNNING, attempt=150), {}, rj=None))
+    assert edited.status.reason == "AttemptsExhausted" and not edited.actions
+
+
+# --- Kueue ----------------------------------------------------------------------------------------
+
+def test_suspend_under_kueue_deletes_the_cluster_and_resume_recreates_it():
+    d = decide(observe(status(Phase.RUNNING), {"suspend": True}, rj=rayjob("RUNNING"), kueue=True), STOPPED)
+    assert d.status.phase == Phase.SUSPENDED and d.status.reason == "Suspending"
+    assert d.actions == (StopRayJob(f"{CLUSTER}-a1"), DeleteCluster(CLUSTER))
+    assert "deleted" in d.status.message
+    # Being deleted: not asked twice. Gone: suspended for good.
+    deleting = {**READY, "metadata": {"deletionTimestamp": T0}}
+    d = decide(observe(d.status, {"suspend": True}, cluster=deleting, kueue=True))
+    assert d.actions == () and d.status.reason == "Suspending"
+    d = decide(observe(d.status, {"suspend": True}, cluster=None, kueue=True))
+    assert d.actions == () and d.status.reason == "Suspended"
+    assert cond(d.status, "ClusterReady").reason == "NoCluster"
+    # Kueue admitted a cluster again while suspended (drift): deleted again.
+    d2 = decide(observe(d.status, {"suspend": True}, cluster=READY, kueue=True))
+    assert d2.actions == (DeleteCluster(CLUSTER),) and d2.status.reason == "Suspending"
+    # Resume: a new cluster (queued in Kueue again) and the next attempt.
+    r = decide(observe(d.status, {}, cluster=None, kueue=True))
+    assert r.actions == (CreateCluster(), CreateRayJob(2)) and r.status.phase == Phase.PROVISIONING
 
 
 def test_kueue_owns_admission():
@@ -248,13 +425,39 @@ def test_pod_problems_picks_stuck_pods_only():
     assert pod_problems(pods) == ["pod h: ErrImagePull: not found", "pod w: Unschedulable: no GPU"]
 
 
+ME = ProgressIdentity("campaign", "media", 1)
+
+
 def test_parse_progress_reads_sample_names():
     text = progress_text(total=7, done=3, failed=1, skipped=2, points=30, items={"text": 12, "faces": 4},
                          finished=True, samples=[("s3://b/x.pdf", "decode", 'bad "xref"')])
-    snap = parse_progress(text)
+    snap = parse_progress(text, ME)
     assert (snap.files_total, snap.files_done, snap.files_failed, snap.files_skipped) == (7, 3, 1, 2)
     assert snap.items == {"text": 12, "faces": 4} and snap.points_written == 30
     assert snap.failure_samples == (("s3://b/x.pdf", "decode", 'bad "xref"'),)
-    assert snap.finished and snap.cpu_seconds == 12.5
+    assert snap.finished and snap.cpu_seconds == 12.5 and snap.outcome is None
     with pytest.raises(ProgressFormatError):
-        parse_progress("prism_files_total{ 3\n")
+        parse_progress("prism_files_total{ 3\n", ME)
+
+
+def test_parse_progress_keeps_only_this_jobs_attempt():
+    mine = progress_text(total=7, done=3, items={"text": 12})
+    others = [progress_text(total=99, done=98, items={"text": 999}, job="other"),
+              progress_text(total=99, done=98, items={"text": 999}, attempt=2),
+              progress_text(total=99, done=98, items={"text": 999}, namespace="elsewhere"),
+              progress_text(total=99, done=98, items={"text": 999}, job=None, namespace=None, attempt=None)]
+    for other in others:
+        assert parse_progress(other, ME) is None
+        # On a shared endpoint, the other job's samples are ignored (families mix in one text).
+        untyped = "".join(line + "\n" for line in other.splitlines() if not line.startswith("#"))
+        snap = parse_progress(untyped + mine, ME)
+        assert (snap.files_total, snap.files_done, snap.items) == (7, 3, {"text": 12})
+    # Older pipelines without namespace/attempt labels are read by their job label.
+    snap = parse_progress(progress_text(total=4, done=1, namespace=None, attempt=None), ME)
+    assert snap.files_total == 4
+
+
+def test_parse_progress_reads_the_outcome():
+    text = progress_text(total=10, done=2, failed=8, finished=True, outcome="TooManyFailedFiles")
+    assert parse_progress(text, ME).outcome == Outcome.TOO_MANY_FAILED_FILES
+    assert parse_progress(progress_text(total=1, done=1, outcome="SomethingNew"), ME).outcome is None

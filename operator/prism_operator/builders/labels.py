@@ -8,9 +8,13 @@ JOB_LABEL = "prism.dev/extraction-job"
 ATTEMPT_LABEL = "prism.dev/attempt"
 MANAGED_BY = "prism-operator"
 
-# Labels of the ExtractionJob that queueing systems read on the RayCluster (Kueue ignores RayJobs
-# that use clusterSelector, so the cluster is where they must be).
+# Labels of the ExtractionJob that Kueue reads, copied onto the owned RayCluster only. Never onto a
+# RayJob: Kueue's webhook suspends a queue-labelled RayJob and then ignores it (clusterSelector), so
+# nothing ever unsuspends it, and KubeRay fails a suspended clusterSelector RayJob (ValidationFailed).
 COPIED_LABEL_PREFIXES = ("kueue.x-k8s.io/",)
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Kueue refuses a queue-labelled RayCluster with in-tree autoscaling unless it carries this.
+KUEUE_ELASTIC_JOB_ANNOTATION = "kueue.x-k8s.io/elastic-job"
 
 
 def child_labels(job: ExtractionJob, component: str) -> dict[str, str]:
@@ -42,11 +46,19 @@ def owner_reference(job: ExtractionJob) -> dict:
     }
 
 
-def child_metadata(job: ExtractionJob, name: str, component: str, extra_labels: dict | None = None) -> dict:
+def kueue_queue(job: ExtractionJob) -> str:
+    """The Kueue LocalQueue the job's RayCluster is queued in ("" when Kueue is not used)."""
+    return job.metadata.labels.get(KUEUE_QUEUE_LABEL, "")
+
+
+def child_metadata(job: ExtractionJob, name: str, component: str, extra_labels: dict | None = None,
+                   queue_labels: bool = False) -> dict:
+    """`queue_labels`: copy the job's `kueue.x-k8s.io/*` labels (the RayCluster only)."""
     meta: dict = {"name": name}
     if job.metadata.namespace:
         meta["namespace"] = job.metadata.namespace
-    meta["labels"] = {**copied_labels(job), **child_labels(job, component), **(extra_labels or {})}
+    copied = copied_labels(job) if queue_labels else {}
+    meta["labels"] = {**copied, **child_labels(job, component), **(extra_labels or {})}
     if job.metadata.uid:
         meta["ownerReferences"] = [owner_reference(job)]
     return meta

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prism_pipeline.spec import ExtractionJob, ray_cluster_name
 from prism_pipeline.spec.metrics import ENV_QDRANT_API_KEY, PROGRESS_PORT, PROGRESS_PORT_NAME
 
-from .labels import child_metadata
+from .labels import KUEUE_ELASTIC_JOB_ANNOTATION, KUEUE_QUEUE_LABEL, child_metadata
 
 RAY_API_VERSION = "ray.io/v1"
 HEAD_CONTAINER = "ray-head"
@@ -112,13 +112,18 @@ def build_ray_cluster(job: ExtractionJob) -> dict:
     if cluster.existing:
         raise ValueError(f"spec.cluster.existing is {cluster.existing!r}: the job runs on that cluster and "
                          "owns no RayCluster")
+    metadata = child_metadata(job, owned_cluster_name(job), "ray-cluster", queue_labels=True)
+    autoscaling = True
+    if autoscaling and KUEUE_QUEUE_LABEL in metadata["labels"]:
+        # Kueue admits an autoscaled RayCluster only as an elastic job (its webhook refuses it otherwise).
+        metadata["annotations"] = {KUEUE_ELASTIC_JOB_ANNOTATION: "true"}
     return {
         "apiVersion": RAY_API_VERSION,
         "kind": "RayCluster",
-        "metadata": child_metadata(job, owned_cluster_name(job), "ray-cluster"),
+        "metadata": metadata,
         "spec": {
             "rayVersion": cluster.ray_version,
-            "enableInTreeAutoscaling": True,
+            "enableInTreeAutoscaling": autoscaling,
             "autoscalerOptions": {
                 "upscalingMode": "Default",
                 "idleTimeoutSeconds": AUTOSCALER_IDLE_TIMEOUT_SECONDS,

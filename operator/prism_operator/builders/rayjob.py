@@ -1,5 +1,9 @@
 """The RayJob of one attempt: runs `python -m prism_pipeline run` on the job's RayCluster.
 
+The entrypoint carries the job document as base64url(zlib(JSON)) (prism_pipeline.spec.entrypoint):
+no shell pass between the RayJob and the driver acts on it, and large specs stay under Linux's
+limit on one argument.
+
 Every attempt is a new RayJob on the same cluster (`clusterSelector`), so KubeRay's own retries and
 cleanup are off (`backoffLimit: 0`, `shutdownAfterJobFinishes: false`): with clusterSelector KubeRay
 does neither, and the ExtractionJob operator owns both.
@@ -7,21 +11,23 @@ does neither, and the ExtractionJob operator owns both.
 
 from __future__ import annotations
 
-import json
-import re
-import shlex
-
 from prism_pipeline.spec import API_VERSION, KIND, ExtractionJob, ray_job_name
+from prism_pipeline.spec import entrypoint as spec_entrypoint
 from prism_pipeline.spec.metrics import PROGRESS_PORT
+from prism_pipeline.spec.names import MAX_ATTEMPT_DIGITS
 
 from .labels import ATTEMPT_LABEL, child_metadata
 from .raycluster import RAY_API_VERSION, cluster_name_for, owned_cluster_name
 
-# K8sJobMode: `ray job submit` runs in a separate Kubernetes Job that KubeRay retries with the same
-# submission id, so a head restart (with GCS fault tolerance) re-attaches instead of losing the
-# submission; SidecarMode dies with the head pod and HTTPMode has no retrying submitter.
-SUBMISSION_MODE = "K8sJobMode"
-SUBMITTER_BACKOFF_LIMIT = 2
+# HTTPMode: the KubeRay controller submits the Ray job through the head's dashboard itself, with the
+# RayJob's jobId as the submission id, and resubmits on its next reconcile if the job is not there
+# (a head restarted without GCS fault tolerance): no submitter pod per attempt (K8sJobMode's is 500m
+# CPU with no placement, lives the whole job, and cannot be scheduled on GPU-only tainted pools), no
+# submitter retries running out (SubmissionFailed), no synthetic FAILED 30 s after a submitter exits,
+# and no command line to outgrow. SidecarMode does not support clusterSelector.
+SUBMISSION_MODE = "HTTPMode"
+# The last attempt a RayJob name has room for (`<cluster>-a<N>` within KubeRay's 47 characters).
+MAX_ATTEMPT = 10**MAX_ATTEMPT_DIGITS - 1
 
 
 def pipeline_document(job: ExtractionJob) -> dict:
@@ -35,32 +41,34 @@ def pipeline_document(job: ExtractionJob) -> dict:
     }
 
 
-# Characters a shell would act on inside JSON strings, and JSON's own backslash escapes: written as
-# \uXXXX escapes, which every JSON parser reads back and no shell touches.
-_SHELL_ACTIVE = re.compile(r'\\\\|\\"|[$`\'!]')
+def build_entrypoint(job: ExtractionJob, attempt: int) -> str:
+    """`python -m prism_pipeline run --job <base64url(zlib(JSON))> --attempt N --progress-port P`.
 
-
-def shell_safe_json(document: dict) -> str:
-    """JSON that survives every shell pass between the RayJob and the driver.
-
-    In K8sJobMode the entrypoint is pasted into the submitter's `bash -c` command, `ray job submit`
-    joins its arguments again with subprocess.list2cmdline, and Ray's job supervisor runs that
-    string with `/bin/sh`. The text below has spaces (so list2cmdline wraps it in double quotes) and
-    no `\\`, `\\"`, `$`, backtick, quote or `!` inside strings, so each pass gives it back unchanged.
+    Raises EntrypointError when the document is too large for one argument: the reconciler checks
+    that (entrypoint_error) before it creates any child, and fails the job as InvalidSpec.
     """
-    text = json.dumps(document, sort_keys=True, ensure_ascii=True, separators=(", ", ": "))
-    return _SHELL_ACTIVE.sub(lambda m: {"\\\\": "\\u005c", '\\"': "\\u0022"}.get(m.group(0))
-                             or f"\\u{ord(m.group(0)):04x}", text)
+    return spec_entrypoint.build_entrypoint(pipeline_document(job), attempt, PROGRESS_PORT)
 
 
-def build_entrypoint(job: ExtractionJob) -> str:
-    document = shell_safe_json(pipeline_document(job))
-    return f"python -m prism_pipeline run --spec {shlex.quote(document)} --progress-port {PROGRESS_PORT}"
+def entrypoint_error(job: ExtractionJob) -> str:
+    """Why no RayJob of this job can carry its document ("" when one can)."""
+    try:
+        spec_entrypoint.encode_document(pipeline_document(job))
+    except spec_entrypoint.EntrypointError as exc:
+        return str(exc)
+    return ""
 
 
 def rayjob_name_for(job: ExtractionJob, attempt: int) -> str:
     """Named after the job's own cluster name even on `cluster.existing`: unique per job, not per cluster."""
     return ray_job_name(owned_cluster_name(job), attempt)
+
+
+def submission_id(rayjob: dict | None, name: str) -> str:
+    """The Ray submission id of an attempt: KubeRay's status.jobId when it has set one, else the
+    spec.jobId this operator chose (the RayJob's name)."""
+    rayjob = rayjob or {}
+    return ((rayjob.get("status") or {}).get("jobId") or (rayjob.get("spec") or {}).get("jobId") or name)
 
 
 def build_ray_job(job: ExtractionJob, attempt: int) -> dict:
@@ -71,12 +79,11 @@ def build_ray_job(job: ExtractionJob, attempt: int) -> dict:
         "kind": "RayJob",
         "metadata": child_metadata(job, name, "ray-job", {ATTEMPT_LABEL: str(attempt)}),
         "spec": {
-            "entrypoint": build_entrypoint(job),
+            "entrypoint": build_entrypoint(job, attempt),
             "clusterSelector": {"ray.io/cluster": cluster},
             # The Ray submission id: a resubmission of the same attempt never starts a second run.
             "jobId": name,
             "submissionMode": SUBMISSION_MODE,
-            "submitterConfig": {"backoffLimit": SUBMITTER_BACKOFF_LIMIT},
             "backoffLimit": 0,
             "shutdownAfterJobFinishes": False,
             "metadata": {"prism.dev/extraction-job": job.metadata.name, "prism.dev/attempt": str(attempt)},

@@ -1,14 +1,25 @@
 """The one pure function that decides an ExtractionJob's next status and the actions to reach it.
 
 Input: what the operator observed (the job, its old status, the RayCluster, the current attempt's
-RayJob, stuck pods, a progress reading, the time). Output: the full new status plus the actions
-(create, stop, suspend, delete) and the Events to post. Phases (see prism_pipeline.spec.status):
+RayJob, stuck pods, the last progress reading, the dashboard's word on the attempt's Ray job, the
+time). Output: the full new status plus the actions (create, stop, suspend, delete) and the Events
+to post. Phases (see prism_pipeline.spec.status):
 
     Pending -> Provisioning -> Running -> Succeeded | Failed ; any live phase <-> Suspended
 
 A failed attempt with retries left starts the next RayJob on the same cluster (condition Retrying);
 terminal phases are sticky, and only ttlSecondsAfterFinished acts on a finished job.
 Deadlines follow Kubernetes Jobs: the clock starts at startTime, which a resume resets.
+
+Fencing: KubeRay can mark a RayJob Failed while its Ray job still runs and, with clusterSelector,
+never stops it. So before the next attempt starts, and before a job becomes Failed or Suspended,
+the current attempt's Ray job is stopped through the dashboard and confirmed stopped; meanwhile the
+job keeps its live phase with reason StoppingAttempt. Whether it has stopped is an observation
+(Observed.ray_job_state); when derive needs it and it was not read, the decision says so
+(wants_ray_job_state) and the reconciler reads it and derives again.
+
+Why an attempt failed is what the pipeline said (its outcome, on the progress endpoint or in Ray's
+message), not inferred from counters: TooManyFailedFiles and InvalidSpec are not retried.
 """
 
 from __future__ import annotations
@@ -16,8 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prism_pipeline.spec import ExtractionJobStatus, Phase
+from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
 
-from ..builders.rayjob import rayjob_name_for
+from ..builders.labels import kueue_queue as job_kueue_queue
+from ..builders.rayjob import MAX_ATTEMPT, rayjob_name_for
 from .clock import rfc3339, seconds_since
 from .conditions import Cond, find, merge_conditions, phase_conditions
 from .model import (
@@ -29,17 +42,32 @@ from .model import (
     Event,
     Observed,
     StopRayJob,
+    StopViaDashboard,
     SuspendCluster,
 )
-from .progress import failures_from, progress_from, too_many_failed_files, usage_from
+from .progress import failures_from, progress_from, usage_from
 
 FINISHED_JOB_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 FAILED_DEPLOYMENTS = frozenset({"Failed", "ValidationFailed"})
 CLUSTER_DELETED = "ClusterDeleted"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RAYJOB_DELETED = "RayJobDeleted"
 # ClusterReady reasons that say the TTL cleanup is done (the timer can stop).
 CLEANED_UP = frozenset({CLUSTER_DELETED, RAYJOB_DELETED})
+# Reasons: a live job waiting for its attempt's Ray job to stop; a suspended job whose RayCluster is
+# as it should be (suspended, or deleted under Kueue), and one whose RayCluster is not yet.
+STOPPING_ATTEMPT = "StoppingAttempt"
+SUSPENDED = "Suspended"
+SUSPENDING = "Suspending"
+ATTEMPTS_EXHAUSTED = "AttemptsExhausted"
+# How long to wait for the dashboard to confirm that an attempt's Ray job stopped before going on
+# without that (with a Warning Event): the head may be down or the cluster gone, and a job must never
+# hang on it. Ray escalates a stop to SIGKILL within seconds, so a reachable dashboard confirms well
+# within this; two minutes also covers a head pod restarting.
+FENCE_TIMEOUT_SECONDS = 120
+# The pipeline's verdicts that another attempt would repeat.
+FINAL_OUTCOMES = frozenset({Outcome.TOO_MANY_FAILED_FILES, Outcome.INVALID_SPEC})
+# Ray's message (a log tail) in status: its head and its tail.
+MESSAGE_CLIP = 1000
 
 
 @dataclass
@@ -56,6 +84,9 @@ class _Draft:
     retrying: Cond | None = None
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    fenced: bool | None = None            # whether the current attempt's Ray job is known stopped
+    wants_ray_job_state: bool = False
+    fencing: str = ""
 
 
 def cluster_state(cluster: dict | None) -> str:
@@ -64,13 +95,27 @@ def cluster_state(cluster: dict | None) -> str:
 
 def kueue_queue(obs: Observed) -> str:
     """The Kueue LocalQueue the job's RayCluster is queued in ("" when Kueue is not used)."""
-    return obs.job.metadata.labels.get(KUEUE_QUEUE_LABEL, "") if obs.job else ""
+    return job_kueue_queue(obs.job) if obs.job else ""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 2 * MESSAGE_CLIP else f"{text[:MESSAGE_CLIP]} ... {text[-MESSAGE_CLIP:]}"
 
 
 def _rayjob_status(rayjob: dict | None) -> tuple[str, str, str]:
     status = (rayjob or {}).get("status") or {}
     message = status.get("message") or status.get("reason") or ""
-    return status.get("jobStatus", "") or "", status.get("jobDeploymentStatus", "") or "", message
+    return status.get("jobStatus", "") or "", status.get("jobDeploymentStatus", "") or "", _clip(message)
+
+
+def _may_run(rayjob: dict | None) -> bool:
+    """The RayJob exists and KubeRay does not know its Ray job to be over (or never submitted)."""
+    job_status, deployment, _ = _rayjob_status(rayjob)
+    return rayjob is not None and job_status not in FINISHED_JOB_STATUSES and deployment != "ValidationFailed"
+
+
+def _deleting(obj: dict | None) -> bool:
+    return bool(((obj or {}).get("metadata") or {}).get("deletionTimestamp"))
 
 
 def derive(obs: Observed) -> Decision:
@@ -101,8 +146,7 @@ def _carry(old: ExtractionJobStatus) -> _Draft:
 def _finished(obs: Observed) -> _Draft:
     """Terminal: keep the outcome; stop a RayJob still running; apply ttlSecondsAfterFinished."""
     draft = _carry(obs.old)
-    job_status, _, _ = _rayjob_status(obs.rayjob)
-    if obs.rayjob is not None and job_status not in FINISHED_JOB_STATUSES:
+    if _may_run(obs.rayjob):
         draft.actions.append(StopRayJob(obs.rayjob_name))
     ttl = obs.job.spec.ttl_seconds_after_finished
     age = seconds_since(obs.old.completion_time, obs.now)
@@ -117,7 +161,7 @@ def _finished(obs: Observed) -> _Draft:
         draft.cluster_ready = Cond("False", CLUSTER_DELETED,
                                    f"deleted {ttl}s after the job finished (ttlSecondsAfterFinished)")
     else:
-        if obs.rayjob is not None:
+        if obs.rayjob is not None and StopRayJob(obs.rayjob_name) not in draft.actions:
             draft.actions.append(StopRayJob(obs.rayjob_name))
         # Not ours to delete: say only that it is no longer watched.
         draft.cluster_ready = Cond("Unknown", RAYJOB_DELETED,
@@ -129,10 +173,15 @@ def _finished(obs: Observed) -> _Draft:
 def _cluster_condition(obs: Observed) -> Cond:
     state = cluster_state(obs.cluster)
     if obs.cluster is None:
+        if obs.owns_cluster and obs.job.spec.suspend:
+            return Cond("False", "NoCluster", f"no RayCluster {obs.cluster_name} while the job is suspended; "
+                        "resuming creates it")
         if obs.owns_cluster:
             return Cond("False", "ClusterCreating", f"creating RayCluster {obs.cluster_name}")
         return Cond("False", "ClusterNotFound",
                     f"RayCluster {obs.cluster_name} (spec.cluster.existing) not found in this namespace")
+    if _deleting(obs.cluster):
+        return Cond("False", "ClusterDeleting", f"RayCluster {obs.cluster_name} is being deleted")
     if state == "ready":
         return Cond("True", "ClusterReady", f"RayCluster {obs.cluster_name} is ready")
     if state == "suspended" or (obs.cluster.get("spec") or {}).get("suspend"):
@@ -148,30 +197,112 @@ def _cluster_condition(obs: Observed) -> Cond:
                 f"RayCluster {obs.cluster_name} is {state or 'provisioning'}" + (f": {reason}" if reason else ""))
 
 
+# --- fencing -------------------------------------------------------------------------------------
+
+def _ray_job_stopped(obs: Observed, draft: _Draft) -> bool:
+    """Whether the current attempt's Ray job is known not to run (or confirming that took longer
+    than FENCE_TIMEOUT_SECONDS). While not, the draft asks for a stop through the dashboard."""
+    if draft.fenced is None:
+        draft.fenced = _fence(obs, draft)
+    return draft.fenced
+
+
+def _fence(obs: Observed, draft: _Draft) -> bool:
+    if obs.old.attempt < 1 or not obs.submission_id:
+        return True
+    state = cluster_state(obs.cluster)
+    if obs.cluster is None or state == "suspended":
+        return True  # no head: no Ray job
+    job_status, _, _ = _rayjob_status(obs.rayjob)
+    if state != "ready" and not job_status:
+        # KubeRay submits only to a ready cluster, and `ready` stays until a suspend: never submitted.
+        return True
+    ray = obs.ray_job_state
+    if ray is None:
+        draft.wants_ray_job_state = True
+        return False
+    if ray.stopped:
+        return True
+    waited = (obs.now - obs.fence_since).total_seconds() if obs.fence_since else 0.0
+    if waited >= FENCE_TIMEOUT_SECONDS:
+        why = ray.error or f"Ray says {ray.status}"
+        draft.events.append(Event(
+            "Warning", "AttemptNotStopped",
+            f"could not confirm within {FENCE_TIMEOUT_SECONDS}s that attempt {obs.old.attempt}'s Ray job "
+            f"{obs.submission_id} stopped ({why}); going on without that"))
+        return True
+    draft.fencing = obs.submission_id
+    if not ray.error:
+        draft.actions.append(StopViaDashboard(obs.submission_id))
+    return False
+
+
+def _stopping(obs: Observed, draft: _Draft, message: str) -> None:
+    """Stay live (reason StoppingAttempt) until the attempt's Ray job has stopped; start nothing."""
+    draft.phase = Phase.RUNNING if obs.old.phase == Phase.RUNNING else Phase.PROVISIONING
+    draft.reason, draft.message = STOPPING_ATTEMPT, message
+    draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
+    if obs.old.reason != STOPPING_ATTEMPT and not any(e.reason == STOPPING_ATTEMPT for e in draft.events):
+        draft.events.append(Event("Normal", STOPPING_ATTEMPT, message))
+
+
+# --- suspend and resume --------------------------------------------------------------------------
+
 def _suspend(obs: Observed, draft: _Draft) -> _Draft:
-    draft.phase, draft.reason = Phase.SUSPENDED, "Suspended"
-    draft.message = "spec.suspend is true: the Ray job is stopped and the RayCluster suspended"
+    """Stop the Ray job (confirmed), delete the RayJob, and park the owned RayCluster: suspended, or,
+    under Kueue (which would admit a suspended cluster again and let its idle pods hold quota),
+    deleted."""
+    if obs.old.phase != Phase.SUSPENDED and not _ray_job_stopped(obs, draft):
+        _stopping(obs, draft, f"suspending: stopping attempt {obs.old.attempt}'s Ray job first")
+        return draft
+    draft.phase = Phase.SUSPENDED
+    draft.retrying = Cond("False", "Suspended")
+    draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
     if obs.rayjob is not None:
         draft.actions.append(StopRayJob(obs.rayjob_name))
-    if obs.owns_cluster and obs.cluster is not None and not (obs.cluster.get("spec") or {}).get("suspend"):
-        draft.actions.append(SuspendCluster(True))
-    draft.retrying = Cond("False", "Suspended")
+    cluster, name = obs.cluster, obs.cluster_name
+    stopped = "spec.suspend is true: the Ray job is stopped"
+    if not obs.owns_cluster:
+        settled, draft.message = True, f"{stopped}; the shared RayCluster {name} stays"
+    elif kueue_queue(obs):
+        settled = cluster is None
+        if cluster is not None and not _deleting(cluster):
+            draft.actions.append(DeleteCluster(name))
+        draft.message = (f"{stopped} and the RayCluster deleted (Kueue would admit a suspended one again); "
+                         "resuming recreates it and queues it in Kueue"
+                         + ("" if settled else f"; deleting RayCluster {name}"))
+    else:
+        settled = cluster is None or cluster_state(cluster) == "suspended"
+        if cluster is not None and not (cluster.get("spec") or {}).get("suspend"):
+            draft.actions.append(SuspendCluster(True))
+        draft.message = f"{stopped} and the RayCluster suspended" + (
+            "" if settled else f"; waiting for RayCluster {name} to stop its pods")
+    draft.reason = SUSPENDED if settled else SUSPENDING
     return draft
 
 
 def _resume(obs: Observed, draft: _Draft) -> _Draft:
-    """Back from Suspended: a new attempt on the (unsuspended) cluster; deadline clocks restart."""
-    draft.attempt = obs.old.attempt + 1
+    """Back from Suspended: a new attempt on the (unsuspended or recreated) cluster; deadline clocks
+    restart."""
+    attempt = obs.old.attempt + 1
+    if attempt > MAX_ATTEMPT:
+        _end(obs, draft, ATTEMPTS_EXHAUSTED, f"cannot resume: attempt {attempt} would be past the last attempt "
+             f"({MAX_ATTEMPT}) a RayJob name has room for", fence=False)
+        return draft
+    draft.attempt = attempt
     draft.start_time = rfc3339(obs.now)
     draft.phase, draft.reason = Phase.PROVISIONING, "Resumed"
     draft.message = f"resumed: starting attempt {draft.attempt}"
     if obs.owns_cluster and obs.cluster is None:
         draft.actions.append(CreateCluster())
-    elif obs.owns_cluster and (obs.cluster.get("spec") or {}).get("suspend"):
+    elif (obs.owns_cluster and (obs.cluster.get("spec") or {}).get("suspend") and not kueue_queue(obs)
+          and not _deleting(obs.cluster)):
         draft.actions.append(SuspendCluster(False))
     draft.actions.append(CreateRayJob(draft.attempt))
     return draft
 
+
+# --- a live job ----------------------------------------------------------------------------------
 
 def _live(obs: Observed) -> _Draft:
     old, spec = obs.old, obs.job.spec
@@ -180,6 +311,10 @@ def _live(obs: Observed) -> _Draft:
     draft.cluster_ready = _cluster_condition(obs)
     job_status, deployment, ray_message = _rayjob_status(obs.rayjob)
 
+    if old.attempt > MAX_ATTEMPT:  # a status written by hand: no RayJob name has room for it
+        _end(obs, draft, ATTEMPTS_EXHAUSTED, f"status.attempt {old.attempt} is past the last attempt "
+             f"({MAX_ATTEMPT}) a RayJob name has room for", fence=False)
+        return draft
     if job_status == "SUCCEEDED":
         return _succeeded(obs, draft)
     if spec.suspend:
@@ -191,7 +326,7 @@ def _live(obs: Observed) -> _Draft:
     if obs.owns_cluster and obs.cluster is None:
         draft.actions.append(CreateCluster())
     elif (obs.owns_cluster and (obs.cluster.get("spec") or {}).get("suspend")
-          and not kueue_queue(obs)):
+          and not kueue_queue(obs) and not _deleting(obs.cluster)):
         # Without Kueue only this operator suspends the cluster; a live job needs it back.
         # With Kueue, a suspended cluster is waiting for admission: Kueue unsuspends it.
         draft.actions.append(SuspendCluster(False))
@@ -202,6 +337,10 @@ def _live(obs: Observed) -> _Draft:
         draft.phase = Phase.RUNNING if old.phase == Phase.RUNNING else Phase.PROVISIONING
         draft.reason = draft.cluster_ready.reason if obs.cluster is None else "Submitting"
         draft.message = draft.cluster_ready.message if obs.cluster is None else f"starting attempt {draft.attempt}"
+    elif deployment == "ValidationFailed":
+        # KubeRay refused the RayJob (nothing was submitted); the same RayJob would be refused again.
+        _end(obs, draft, "ValidationFailed", f"attempt {draft.attempt}: KubeRay refused the RayJob"
+             + (f": {ray_message}" if ray_message else ""), fence=False)
     elif job_status in FINISHED_JOB_STATUSES or deployment in FAILED_DEPLOYMENTS:
         _attempt_failed(obs, draft, job_status or deployment, ray_message)
     elif job_status == "RUNNING":
@@ -221,45 +360,83 @@ def _live(obs: Observed) -> _Draft:
     return draft
 
 
-def _succeeded(obs: Observed, draft: _Draft) -> _Draft:
+def _succeeded(obs: Observed, draft: _Draft, note: str = "") -> _Draft:
     draft.attempt = max(obs.old.attempt, 1)
     draft.phase, draft.reason = Phase.SUCCEEDED, "Succeeded"
-    draft.message = f"attempt {draft.attempt} succeeded"
+    draft.message = f"attempt {draft.attempt} succeeded" + note
     draft.completion_time = rfc3339(obs.now)
     draft.retrying = Cond("False", "Succeeded")
+    draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
     return draft
+
+
+def _outcome(obs: Observed) -> OutcomeReport | None:
+    """The pipeline's own verdict on the current attempt: from its progress endpoint (the last good
+    reading), else the outcome line its driver printed last, which Ray's message carries."""
+    raw_message = (((obs.rayjob or {}).get("status") or {}).get("message")) or ""
+    printed = OutcomeReport.from_text(raw_message)
+    served = obs.progress.outcome if obs.progress is not None else None
+    if served is None:
+        return printed
+    if printed is not None and printed.outcome == served:
+        return printed  # the same verdict, with the pipeline's words
+    return OutcomeReport(served)
 
 
 def _attempt_failed(obs: Observed, draft: _Draft, how: str, ray_message: str) -> None:
     spec = obs.job.spec
-    detail = f"attempt {draft.attempt} {how.lower()}" + (f": {ray_message}" if ray_message else "")
-    if too_many_failed_files(obs.progress, spec.failure_policy.max_failed_file_ratio):
-        snap = obs.progress
-        _fail(obs, draft, "TooManyFailedFiles",
-              f"{snap.files_failed} of {snap.files_total} files failed, above "
-              f"failurePolicy.maxFailedFileRatio {spec.failure_policy.max_failed_file_ratio:g}; {detail}")
+    ray = obs.ray_job_state
+    if ray is not None and not ray.error and ray.status == "SUCCEEDED":
+        # Ray's own record of the job wins over KubeRay's (which reports FAILED, for example, after
+        # it lost the dashboard for a while).
+        _succeeded(obs, draft, f" (Ray reports SUCCEEDED; the RayJob said {how})")
         return
-    draft.failed_attempts = obs.old.failed_attempts + 1
-    if draft.failed_attempts <= spec.retries.limit:
-        draft.attempt += 1
-        draft.actions.append(CreateRayJob(draft.attempt))
-        draft.phase = Phase.RUNNING if obs.old.phase == Phase.RUNNING else Phase.PROVISIONING
-        draft.reason = "Retrying"
-        draft.message = (f"{detail}; starting attempt {draft.attempt} "
-                         f"(retry {draft.failed_attempts} of {spec.retries.limit})")
-        draft.retrying = Cond("True", "AttemptFailed", draft.message)
-        draft.events.append(Event("Warning", "AttemptFailed", draft.message))
+    report = _outcome(obs)
+    said = report.message if report is not None and report.message else ray_message
+    detail = f"attempt {draft.attempt} {how.lower()}" + (f": {_clip(said)}" if said else "")
+    if report is not None and report.outcome in FINAL_OUTCOMES:
+        if not report.message and report.outcome == Outcome.TOO_MANY_FAILED_FILES and obs.progress is not None:
+            snap = obs.progress
+            detail += (f": {snap.files_failed} of {snap.files_total} files failed, above "
+                       f"failurePolicy.maxFailedFileRatio {spec.failure_policy.max_failed_file_ratio:g}")
+        _end(obs, draft, report.outcome.value, f"{detail} (not retried: the pipeline reported "
+             f"{report.outcome.value})")
         return
-    reason = "RetriesExhausted" if spec.retries.limit else "RayJobFailed"
-    _fail(obs, draft, reason, detail + (f" (after {spec.retries.limit} retries)" if spec.retries.limit else ""))
+    failed = obs.old.failed_attempts + 1
+    if failed > spec.retries.limit:
+        reason = "RetriesExhausted" if spec.retries.limit else "RayJobFailed"
+        _end(obs, draft, reason, detail + (f" (after {spec.retries.limit} retries)" if spec.retries.limit else ""))
+        return
+    attempt = draft.attempt + 1
+    if attempt > MAX_ATTEMPT:
+        _end(obs, draft, ATTEMPTS_EXHAUSTED, f"{detail}; attempt {attempt} would be past the last attempt "
+             f"({MAX_ATTEMPT}) a RayJob name has room for")
+        return
+    if not _ray_job_stopped(obs, draft):
+        _stopping(obs, draft, f"{detail}; stopping its Ray job before attempt {attempt}")
+        draft.retrying = Cond("True", STOPPING_ATTEMPT, draft.message)
+        return
+    draft.failed_attempts = failed
+    draft.attempt = attempt
+    draft.actions.append(CreateRayJob(draft.attempt))
+    draft.phase = Phase.RUNNING if obs.old.phase == Phase.RUNNING else Phase.PROVISIONING
+    draft.reason = "Retrying"
+    draft.message = (f"{detail}; starting attempt {draft.attempt} "
+                     f"(retry {draft.failed_attempts} of {spec.retries.limit})")
+    draft.retrying = Cond("True", "AttemptFailed", draft.message)
+    draft.events.append(Event("Warning", "AttemptFailed", draft.message))
 
 
-def _fail(obs: Observed, draft: _Draft, reason: str, message: str) -> None:
+def _end(obs: Observed, draft: _Draft, reason: str, message: str, *, fence: bool = True) -> None:
+    """Fail the job: once (with `fence`) the current attempt's Ray job is known to have stopped."""
+    draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
+    if fence and not _ray_job_stopped(obs, draft):
+        _stopping(obs, draft, f"{message}; stopping attempt {obs.old.attempt}'s Ray job before failing")
+        return
     draft.phase, draft.reason, draft.message = Phase.FAILED, reason, message
     draft.completion_time = rfc3339(obs.now)
     draft.retrying = Cond("False", reason)
-    job_status, _, _ = _rayjob_status(obs.rayjob)
-    if obs.rayjob is not None and job_status not in FINISHED_JOB_STATUSES:
+    if _may_run(obs.rayjob):
         draft.actions.append(StopRayJob(obs.rayjob_name))
 
 
@@ -269,14 +446,11 @@ def _deadlines(obs: Observed, draft: _Draft) -> None:
     never_ran = draft.phase in (Phase.PENDING, Phase.PROVISIONING)
     if never_ran and elapsed > spec.startup_deadline_seconds:
         stuck = "; ".join(obs.pod_problems) or draft.message
-        _fail(obs, draft, "StartupDeadlineExceeded",
-              f"not running {spec.startup_deadline_seconds}s after start (startupDeadlineSeconds)"
-              + (f": {stuck}" if stuck else ""))
-        draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
+        _end(obs, draft, "StartupDeadlineExceeded",
+             f"not running {spec.startup_deadline_seconds}s after start (startupDeadlineSeconds)"
+             + (f": {stuck}" if stuck else ""))
     elif spec.active_deadline_seconds is not None and elapsed > spec.active_deadline_seconds:
-        _fail(obs, draft, "DeadlineExceeded",
-              f"ran longer than activeDeadlineSeconds={spec.active_deadline_seconds}")
-        draft.actions = [a for a in draft.actions if not isinstance(a, CreateCluster | CreateRayJob)]
+        _end(obs, draft, "DeadlineExceeded", f"ran longer than activeDeadlineSeconds={spec.active_deadline_seconds}")
 
 
 def _finish(obs: Observed, draft: _Draft) -> Decision:
@@ -316,10 +490,11 @@ def _finish(obs: Observed, draft: _Draft) -> Decision:
     if (draft.cluster_ready and draft.cluster_ready.reason == "PodProblem"
             and (old_cluster is None or old_cluster.message != draft.cluster_ready.message)):
         events.append(Event("Warning", "PodProblem", draft.cluster_ready.message))
-    return Decision(status, tuple(draft.actions), tuple(events))
+    return Decision(status, tuple(draft.actions), tuple(events), wants_ray_job_state=draft.wants_ray_job_state,
+                    fencing=draft.fencing)
 
 
 def _rayjob_name(obs: Observed, draft: _Draft) -> str | None:
-    if obs.job is None or draft.attempt < 1:
+    if obs.job is None or not 1 <= draft.attempt <= MAX_ATTEMPT:
         return None
     return rayjob_name_for(obs.job, draft.attempt)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from prism_pipeline.spec import ExtractionJob, ExtractionJobStatus
 
+from ..dashboard_client import RayJobState
 from ..progress_client import ProgressSnapshot
 
 
@@ -24,8 +25,15 @@ class CreateRayJob:
 
 @dataclass(frozen=True)
 class StopRayJob:
-    """Delete the RayJob: KubeRay's finalizer on it stops the Ray job."""
+    """Delete the RayJob (cleanup; KubeRay's finalizer stops the Ray job only while the RayJob's
+    jobStatus is not terminal, so fencing an attempt is StopViaDashboard's job)."""
     name: str
+
+
+@dataclass(frozen=True)
+class StopViaDashboard:
+    """Ask the Ray dashboard to stop this submission (the attempt's Ray job)."""
+    submission_id: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class DeleteCluster:
     name: str
 
 
-Action = CreateCluster | CreateRayJob | StopRayJob | SuspendCluster | DeleteCluster
+Action = CreateCluster | CreateRayJob | StopRayJob | StopViaDashboard | SuspendCluster | DeleteCluster
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,10 @@ class Observed:
     rayjob: dict | None = None              # the RayJob of old.attempt, if it exists
     rayjob_name: str = ""
     pod_problems: tuple[str, ...] = ()
-    progress: ProgressSnapshot | None = None
+    progress: ProgressSnapshot | None = None  # the last good reading of old.attempt
+    submission_id: str = ""                   # the Ray submission of old.attempt
+    ray_job_state: RayJobState | None = None  # the dashboard's word on it; None: not read
+    fence_since: datetime | None = None       # when stopping submission_id began (this process)
 
 
 @dataclass(frozen=True)
@@ -69,3 +80,9 @@ class Decision:
     status: ExtractionJobStatus
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
+    # Derive again with Observed.ray_job_state read: the decision depends on whether the current
+    # attempt's Ray job has stopped.
+    wants_ray_job_state: bool = False
+    # The submission this decision waits on to stop ("" when none): the reconciler remembers since
+    # when, which bounds the wait (Observed.fence_since).
+    fencing: str = ""

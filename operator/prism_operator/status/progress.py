@@ -81,6 +81,3 @@ def usage_from(old: Usage, snap: ProgressSnapshot | None) -> Usage:
         return old
     return Usage(cpu_seconds=round(snap.cpu_seconds, 3), gpu_seconds=round(snap.gpu_seconds, 3))
 
-
-def too_many_failed_files(snap: ProgressSnapshot | None, max_ratio: float) -> bool:
-    return bool(snap and snap.files_total and snap.files_failed / snap.files_total > max_ratio)
