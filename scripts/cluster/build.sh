@@ -19,6 +19,14 @@ if [ "$go_minor" -ge 27 ]; then export GOEXPERIMENT=nojsonv2; fi
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath" GOTOOLCHAIN=local
 # 2 cores: two packages at a time keeps memory near 3 GiB for kube-apiserver's link.
 build_flags=(-p "${PRISM_GO_BUILD_P:-2}" -ldflags "-s -w")
+# Kubernetes binaries report their version from ldflags (as its own build does); without them the
+# API server says v0.0.0-master and clients that parse it (Kueue) refuse to start.
+k8s_minor="${KUBERNETES_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 
 have() { [ -x "$cache/$1-$2/$1" ]; }
 
@@ -51,7 +59,9 @@ build_wrapped() { # name version module module-version package [replace-module v
       && go mod edit -require="$module@$modversion" "$@") || { rm -rf "$work"; return 1; }
   fi
   mkdir -p "$out"
-  (cd "$work" && go build "${build_flags[@]}" -o "$out/$name.new" "$pkg")
+  local flags=("${build_flags[@]}")
+  if [ "$module" = k8s.io/kubernetes ]; then flags=(-p "${PRISM_GO_BUILD_P:-2}" -ldflags "$k8s_ldflags"); fi
+  (cd "$work" && go build "${flags[@]}" -o "$out/$name.new" "$pkg")
   mv "$out/$name.new" "$out/$name"
   link "$name" "$version"
 }
@@ -78,7 +88,7 @@ missing=0
 for c in "kube-apiserver $KUBERNETES_VERSION" "kube-controller-manager $KUBERNETES_VERSION" \
   "kube-scheduler $KUBERNETES_VERSION" \
   "etcd $ETCD_VERSION" "kuberay-operator $KUBERAY_VERSION" "kueue $KUEUE_VERSION" \
-  "kwok $KWOK_VERSION" "helm $HELM_VERSION"; do
+  "kwok $KWOK_VERSION"; do
   # shellcheck disable=SC2086
   have $c || { missing=1; [ "${1:-}" = --check ] && echo "missing: $c" >&2; }
 done
@@ -94,7 +104,6 @@ build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.
 install_module kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module kuberay-operator "$KUBERAY_VERSION" "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
 install_module kueue "$KUEUE_VERSION" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
-install_module helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 build_wrapped kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \
   k8s.io/kubernetes/cmd/kube-apiserver "${kr[@]}"
 build_wrapped kube-controller-manager "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \

@@ -123,8 +123,7 @@ class Layout:
 def bin_path(name: str) -> Path:
     version = {"kube-apiserver": "KUBERNETES_VERSION", "kube-controller-manager": "KUBERNETES_VERSION",
                "kube-scheduler": "KUBERNETES_VERSION", "etcd": "ETCD_VERSION",
-               "kuberay-operator": "KUBERAY_VERSION", "kueue": "KUEUE_VERSION", "kwok": "KWOK_VERSION",
-               "helm": "HELM_VERSION"}[name]
+               "kuberay-operator": "KUBERAY_VERSION", "kueue": "KUEUE_VERSION", "kwok": "KWOK_VERSION"}[name]
     path = cache_dir() / f"{name}-{VERSIONS[version]}" / name
     if not path.exists():
         raise SystemExit(f"{path} is missing: run scripts/cluster/build.sh first (or `make cluster-up`)")
@@ -264,6 +263,10 @@ def apply(lay: Layout, docs: list[dict], server_side: bool = False) -> None:
     kubectl(lay, *args, input=text)
 
 
+def wait_established(lay: Layout, crds: list[str]) -> None:
+    kubectl(lay, "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{name}" for name in crds])
+
+
 # ---- the components ---------------------------------------------------------------------------
 
 def start_etcd(lay: Layout) -> None:
@@ -365,6 +368,7 @@ def install_kuberay(lay: Layout) -> None:
     crd_dir = module_dir("github.com/ray-project/kuberay/ray-operator", VERSIONS["KUBERAY_VERSION"]) / "config" / "crd" / "bases"
     docs = [yaml.safe_load(p.read_text()) for p in sorted(crd_dir.glob("ray.io_*.yaml"))]
     apply(lay, docs, server_side=True)  # the RayCluster CRD's last-applied annotation would be too large
+    wait_established(lay, [d["metadata"]["name"] for d in docs])
     start(lay, "kuberay-operator", [
         str(bin_path("kuberay-operator")), f"--kubeconfig={lay.kubeconfig}",
         f"--metrics-addr=127.0.0.1:{lay.port('kuberay-metrics')}",
@@ -395,6 +399,7 @@ def install_kueue(lay: Layout) -> None:
             conversion["webhook"]["clientConfig"].update({"url": base + (service.get("path") or "/convert"),
                                                           "caBundle": ca})
     apply(lay, crds, server_side=True)
+    wait_established(lay, [d["metadata"]["name"] for d in crds])
     hooks = []
     for doc in yaml.safe_load_all((root / "webhook" / "manifests.yaml").read_text()):
         if not doc:
@@ -424,14 +429,33 @@ def install_kueue(lay: Layout) -> None:
         "integrations": {"frameworks": KUEUE_FRAMEWORKS},
     }
     (lay.root / "kueue-config.yaml").write_text(yaml.safe_dump(config))
+    install_kueue_metrics_cert(lay)
     start(lay, "kueue", [str(bin_path("kueue")), f"--config={lay.root / 'kueue-config.yaml'}",
-                         f"--kubeconfig={lay.kubeconfig}", "--zap-log-level=info"])
+                         f"--kubeconfig={lay.kubeconfig}", "--zap-log-level=info",
+                         # The on-demand visibility API server wants its own certificate in /visibility.
+                         "--feature-gates=VisibilityOnDemand=false"])
 
     def healthy() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{lay.port('kueue-health')}/readyz", timeout=3) as r:
             return r.status == 200
     wait_for("Kueue", healthy, 180, lay, "kueue")
     apply(lay, hooks)
+
+
+# Kueue v0.19 reads its metrics serving certificate from this fixed path whenever its internal
+# certificate management is off (cmd/kueue/main.go); there is no flag for it.
+KUEUE_METRICS_CERTS = Path("/etc/kueue/metrics/certs")
+
+
+def install_kueue_metrics_cert(lay: Layout) -> None:
+    pki = lay.root / "pki"
+    try:
+        KUEUE_METRICS_CERTS.mkdir(parents=True, exist_ok=True)
+        for src, dst in (("kueue-webhook.crt", "tls.crt"), ("kueue-webhook.key", "tls.key")):
+            shutil.copy(pki / src, KUEUE_METRICS_CERTS / dst)
+    except OSError as exc:
+        raise SystemExit(f"Kueue needs its metrics certificate in {KUEUE_METRICS_CERTS} ({exc}); run as root, "
+                         "create that folder writable for this user, or start with --no-kueue") from None
 
 
 def start_proxy(lay: Layout) -> None:

@@ -4,6 +4,7 @@ collector."""
 
 from __future__ import annotations
 
+import calendar
 import time
 
 from e2e.support.waiting import wait_for
@@ -134,7 +135,7 @@ def test_a_retry_first_stops_the_attempt_kuberay_gave_up_on(kubectl, operator, r
     second = wait_for("attempt 2's RayJob", second_attempt, 120)
     info = ray.job(submission)
     assert info["status"] == "STOPPED", info
-    created = time.mktime(time.strptime(second["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+    created = calendar.timegm(time.strptime(second["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
     assert info["end_time"] / 1000 <= created + 1, "attempt 2 was created before attempt 1's Ray job stopped"
     status = job_status(kubectl, "fenced")
     assert status["attempt"] == 2 and status["reason"] in ("Retrying", "Submitting", "Running"), status

@@ -266,7 +266,9 @@ class WorkerGroup(PrismModel):
     min_replicas: int = Field(default=0, ge=0, le=10_000, description="Fewest worker pods.")
     max_replicas: int = Field(default=4, ge=1, le=10_000, description="Most worker pods.")
     node_selector: dict[Annotated[str, Field(max_length=316)], Annotated[str, Field(max_length=63)]] = Field(
-        default_factory=dict, description="Node labels the worker pods require.")
+        # maxProperties bounds the CEL key rule's cost: the real API server refused the CRD (rule cost
+        # 3.8x over budget) with an unbounded map.
+        default_factory=dict, max_length=64, description="Node labels the worker pods require (at most 64).")
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32,
                                           description="Tolerations of the worker pods.")
 
