@@ -123,3 +123,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     settings.watching.client_timeout = int(config.watch_timeout) + 30
     # Deleting a job waits for its running timer to stop: poll for that often, not every 60 s.
     settings.background.cancellation_polling = CANCELLATION_POLLING_SECONDS
+    # On SIGTERM, let a reconcile in flight finish its API calls (each bounded by api_timeout)
+    # instead of orphaning it: an orphaned timer then hit the closed API client and logged an
+    # ERROR at every shutdown on the real API server (tests/cluster).
+    settings.background.instant_exit_timeout = config.api_timeout + 5

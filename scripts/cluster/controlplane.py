@@ -362,6 +362,9 @@ def start_kwok(lay: Layout) -> None:
             any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions", []))
             for n in items)
     wait_for("kwok nodes Ready", ready, 90, lay, "kwok")
+    # The API server taints new nodes not-ready; the node lifecycle controller (off: no kubelets)
+    # would lift it once Ready.
+    kubectl(lay, "taint", "nodes", "--all", "node.kubernetes.io/not-ready:NoSchedule-", check=False)
 
 
 def install_kuberay(lay: Layout) -> None:

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "PRISM_TIMER_INTERVAL": "1",
             "PRISM_RETRY_BACKOFF": "1",
+            "PYTHONUNBUFFERED": "1",
             "PRISM_METRICS_PORT": str(free_port()),
             "PRISM_METRICS_HOST": "127.0.0.1",
             # Service names resolve through the control plane's proxy (cluster DNS stand-in).
@@ -183,6 +185,10 @@ class RayHead:
         self.gcs_port = free_port()
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                     "RAY_USAGE_STATS_ENABLED": "0",
+                    # Ray 2.60 turns token authentication on when a token exists (a local ray.init()
+                    # writes one under ~/.ray): KubeRay's dashboard client would then get 401. Heads
+                    # that KubeRay starts have it off unless the RayCluster sets spec.authOptions.
+                    "RAY_AUTH_MODE": "disabled",
                     "PYTHONPATH": os.pathsep.join([str(REPO / "e2e" / "plugins"),
                                                    os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -192,7 +198,9 @@ class RayHead:
     def start(self) -> RayHead:
         subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={self.gcs_port}",
                         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={self.dashboard_port}", "--num-cpus=2", '--resources={"batch": 4}',
+                        f"--dashboard-port={self.dashboard_port}",
+                        # Logical CPUs, as `prism run` sizes its local Ray: every stage's actors fit at once.
+                        "--num-cpus=8", '--resources={"batch": 8}',
                         f"--temp-dir={self.workdir / 'ray'}", "--disable-usage-stats"],
                        env=self.env, check=True, capture_output=True, timeout=180)
         return self
@@ -234,13 +242,15 @@ class RayHead:
 
 @pytest.fixture(scope="session")
 def ray_head(control_plane, tmp_path_factory) -> Iterator[RayHead]:
-    head = RayHead(tmp_path_factory.mktemp("rayhead")).start()
+    # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's tmp_path.
+    head = RayHead(Path(tempfile.mkdtemp(prefix="prism-ray-", dir="/tmp"))).start()
     routes = {"*:8265": f"127.0.0.1:{head.dashboard_port}",
               f"*:{PROGRESS_PORT}": f"127.0.0.1:{PROGRESS_PORT}"}
     control_plane.routes.write_text(json.dumps(routes))
     yield head
     control_plane.routes.write_text("{}")
     head.shutdown()
+    shutil.rmtree(head.workdir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -285,7 +295,7 @@ def job_status(kubectl: Kubectl, name: str) -> dict:
 def wait_phase(kubectl: Kubectl, name: str, phases: set[str] | str, timeout: float = 120) -> dict:
     wanted = {phases} if isinstance(phases, str) else phases
     return wait_for(f"ExtractionJob {name} in {sorted(wanted)}",
-                    lambda: (s := job_status(kubectl, name)) and s.get("phase") in wanted and s,
+                    lambda: s if (s := job_status(kubectl, name)).get("phase") in wanted else None,
                     timeout, interval=1.0,
                     describe=lambda: json.dumps({k: v for k, v in job_status(kubectl, name).items()
                                                  if k in ("phase", "reason", "message", "attempt")}))
