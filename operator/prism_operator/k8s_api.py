@@ -34,6 +34,12 @@ class KubeApiError(RuntimeError):
     """A Kubernetes API call failed (other than the expected 404/409)."""
 
 
+def _namespace_terminating(exc: ApiException) -> bool:
+    """The API server refuses creates in a namespace being deleted (403 "...because it is being
+    terminated"): the job goes with its namespace, so there is nothing to retry."""
+    return exc.status == 403 and "being terminated" in _short(exc.body)
+
+
 def load_client_config(concurrency: int = 16) -> client.ApiClient:
     """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
     configuration = client.Configuration()
@@ -62,7 +68,7 @@ class KubeApi:
             call = functools.partial(fn, *args, **kwargs)
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except ApiException as exc:
-            if exc.status in (404, 409):
+            if exc.status in (404, 409) or _namespace_terminating(exc):
                 raise
             metrics.API_ERRORS.labels(operation=operation).inc()
             raise KubeApiError(f"{operation}: HTTP {exc.status} {exc.reason}: {_short(exc.body)}") from None
@@ -93,6 +99,10 @@ class KubeApi:
                              RAY_GROUP, RAY_VERSION, namespace, plural, obj)
         except ApiException as exc:
             if exc.status == 409:
+                return False
+            if _namespace_terminating(exc):
+                log.info("not creating %s %s/%s: the namespace is being deleted", obj["kind"], namespace,
+                         obj["metadata"]["name"])
                 return False
             raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP 404: "
                                "is KubeRay installed (ray.io/v1 CRDs)?") from None

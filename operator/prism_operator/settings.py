@@ -6,6 +6,8 @@ the progress URL at a local HTTP server.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, fields
@@ -105,11 +107,37 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base as a digest, not a copy of the spec.
+
+    kopf keeps the last handled spec in an annotation to tell what changed. A copy of a large spec,
+    beside kubectl's own last-applied copy, overflowed the API server's 256 KiB annotation limit:
+    every patch of the job was refused with 422 and kopf looped on the error (tests/cluster). The
+    handlers only need to know *that* the spec changed (every reconcile reads the whole body), so a
+    digest of the essence is stored; an unchanged body is recognised by its digest, and a changed
+    one reads as "everything changed".
+    """
+
+    def store(self, *, body, patch, essence) -> None:
+        super().store(body=body, patch=patch, essence={"sha256": _digest(essence)})
+
+    def fetch(self, *, body):
+        stored = super().fetch(body=body)
+        if stored is None:
+            return None
+        current = self.build(body=body)
+        return current if stored.get("sha256") == _digest(current) else {}
+
+
+def _digest(essence) -> str:
+    return hashlib.sha256(json.dumps(essence, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # kopf's bookkeeping goes to annotations: status belongs to the ExtractionJob's users (DESIGN §3).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="prism.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="prism.dev", key="last-handled-configuration")
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
+        prefix="prism.dev", key="last-handled-digest")
     settings.persistence.finalizer = "prism.dev/finalizer"
     # Events come from our own explicit calls; kopf's handler log lines would flood `kubectl describe`.
     settings.posting.level = logging.ERROR

@@ -139,3 +139,54 @@ def test_a_retry_first_stops_the_attempt_kuberay_gave_up_on(kubectl, operator, r
     assert info["end_time"] / 1000 <= created + 1, "attempt 2 was created before attempt 1's Ray job stopped"
     status = job_status(kubectl, "fenced")
     assert status["attempt"] == 2 and status["reason"] in ("Retrying", "Submitting", "Running"), status
+
+
+def test_too_many_failed_files_is_told_by_the_pipeline_and_not_retried(kubectl, operator, ray, media_dir, qdrant,
+                                                                       tmp_path):
+    """The pipeline's own verdict (its outcome line and endpoint) names the reason; a retry would
+    fail the same way, so there is none."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for i in range(2):
+        (media / f"ok-{i}.txt").write_text(f"good text {i}\n")
+    for i in range(2):
+        (media / f"broken-{i}.pdf").write_bytes(b"%PDF-1.4 this is not a pdf at all" * 4)
+    apply_job(kubectl, job_manifest("lossy", kubectl.namespace, media=media, qdrant_url=qdrant.url,
+                                    extractors=paced(0), retries={"limit": 2},
+                                    failurePolicy={"maxFailedFileRatio": 0.2}))
+    status = wait_phase(kubectl, "lossy", {"Succeeded", "Failed"}, timeout=240)
+    assert status["phase"] == "Failed" and status["reason"] == "TooManyFailedFiles", status
+    assert status["attempt"] == 1 and len(children(kubectl, "rayjobs")) == 1, status
+    assert status["failures"]["count"] == 2, status["failures"]
+    assert {s["uri"].rsplit("/", 1)[-1] for s in status["failures"]["samples"]} == {"broken-0.pdf", "broken-1.pdf"}
+
+
+def test_an_entrypoint_too_large_for_one_argument_fails_before_any_child(kubectl, operator):
+    import random
+    import string
+
+    noise = "".join(random.choices(string.ascii_letters + string.digits, k=200 * 1024))
+    extractors = [{"name": "big", "kind": PACE, "options": {"secondsPerItem": 0, "blob": noise}}]
+    apply_job(kubectl, job_manifest("huge", kubectl.namespace, extractors=extractors))
+    status = wait_phase(kubectl, "huge", "Failed", timeout=60)
+    assert status["reason"] == "InvalidSpec" and "entrypoint" in status["message"], status
+    assert children(kubectl, "rayclusters") == [] and children(kubectl, "rayjobs") == []
+
+
+def test_a_job_on_a_shared_cluster_never_reads_another_jobs_progress(kubectl, operator, ray, media_dir, qdrant):
+    """Two jobs on one RayCluster (`cluster.existing`): the first driver holds the head's progress
+    port, so the second job's endpoint is the first job's. Its status must not show those counts."""
+    apply_job(kubectl, job_manifest("owner", kubectl.namespace, media=media_dir, qdrant_url=qdrant.url,
+                                    extractors=paced(1)))
+    wait_phase(kubectl, "owner", "Running", timeout=180)
+    wait_for("the owner's progress", lambda: (job_status(kubectl, "owner").get("progress") or {}).get("filesTotal"),
+             90)
+    shared = one(kubectl, "rayclusters")["metadata"]["name"]
+    guest = job_manifest("guest", kubectl.namespace, media=media_dir, qdrant_url=qdrant.url,
+                         extractors=paced(30))
+    guest["spec"]["cluster"] = {"existing": shared}
+    apply_job(kubectl, guest)
+    wait_phase(kubectl, "guest", "Running", timeout=180)
+    time.sleep(6)  # several progress reads while both drivers run
+    progress = job_status(kubectl, "guest").get("progress") or {}
+    assert not progress.get("filesTotal"), f"the guest job shows the owner's counters: {progress}"
