@@ -168,9 +168,12 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def operator(control_plane, tmp_path) -> Iterator[OperatorProcess]:
+def operator(control_plane, admin, namespace, tmp_path) -> Iterator[OperatorProcess]:
     process = OperatorProcess(control_plane, tmp_path).start()
     yield process
+    # The test's jobs go while their operator runs (its finalizer stops their Ray jobs), before the
+    # namespace is deleted: a job reconciled inside a terminating namespace cannot post Events.
+    admin.run("delete", "extractionjobs", "--all", "-n", namespace, "--timeout=60s", check=False)
     process.stop()
     errors = process.error_lines()
     assert not errors, "the operator logged errors:\n" + "\n".join(errors[:20])

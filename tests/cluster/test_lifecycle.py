@@ -92,6 +92,7 @@ def test_operator_restart_creates_no_duplicate_children(kubectl, control_plane, 
         after = {(i["kind"], i["metadata"]["uid"]) for k in ("rayclusters", "rayjobs") for i in children(kubectl, k)}
         assert after == before
         assert job_status(kubectl, "restart")["phase"] == "Running"
+        kubectl.run("delete", "extractionjob", "restart", "--timeout=60s")  # the second operator's finalizer
     finally:
         second.stop()
         errors = second.error_lines()
