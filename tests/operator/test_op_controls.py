@@ -30,15 +30,21 @@ def without_kueue(manifest: dict) -> dict:
     return manifest
 
 
+async def start_running(cluster, progress, manifest: dict):
+    """Create the job and play KubeRay and Ray until attempt 1 runs; returns (cluster name, rayjob(n))."""
+    created = await cluster.create_job(manifest)
+    name, rayjob = child_names(created)
+    await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
+    play_cluster_ready(cluster, name)
+    play_rayjob(cluster, rayjob(1), "RUNNING")
+    progress.ray_jobs[rayjob(1)] = "RUNNING"
+    await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+    return name, rayjob
+
+
 async def test_suspend_then_resume_starts_a_new_attempt(cluster, operator, progress):
     async with operator():
-        created = await cluster.create_job(without_kueue(job_manifest()))
-        name, rayjob = child_names(created)
-        await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
-        play_cluster_ready(cluster, name)
-        play_rayjob(cluster, rayjob(1), "RUNNING")
-        progress.ray_jobs[rayjob(1)] = "RUNNING"
-        await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+        name, rayjob = await start_running(cluster, progress, without_kueue(job_manifest()))
 
         await cluster.patch_job("campaign", {"spec": {"suspend": True}})
         await wait_for("Suspended", lambda: cluster.status().get("phase") == "Suspended", state=cluster.status)
@@ -74,13 +80,8 @@ async def test_suspend_under_kueue_deletes_the_cluster_and_resume_requeues_it(cl
     """Kueue unsuspends an admitted RayCluster, so a suspended cluster would come back and hold quota:
     under Kueue, suspending deletes the owned RayCluster and resuming creates it again."""
     async with operator():
-        created = await cluster.create_job(job_manifest())  # kueue.x-k8s.io/queue-name: gpu-batch
-        name, rayjob = child_names(created)
-        await wait_for("attempt 1", lambda: cluster.rayjobs() == [rayjob(1)])
-        play_cluster_ready(cluster, name)
-        play_rayjob(cluster, rayjob(1), "RUNNING")
-        progress.ray_jobs[rayjob(1)] = "RUNNING"
-        await wait_for("Running", lambda: cluster.status().get("phase") == "Running", state=cluster.status)
+        # kueue.x-k8s.io/queue-name: gpu-batch
+        name, rayjob = await start_running(cluster, progress, job_manifest())
 
         await cluster.patch_job("campaign", {"spec": {"suspend": True}})
         await wait_for("Suspended, cluster deleted", lambda: cluster.status().get("reason") == "Suspended"
