@@ -92,6 +92,9 @@ for c in "kube-apiserver $KUBERNETES_VERSION" "kube-controller-manager $KUBERNET
   # shellcheck disable=SC2086
   have $c || { missing=1; [ "${1:-}" = --check ] && echo "missing: $c" >&2; }
 done
+if ! command -v kubectl >/dev/null 2>&1 && ! have kubectl "$KUBERNETES_VERSION"; then
+  missing=1; [ "${1:-}" = --check ] && echo "missing: kubectl" >&2
+fi
 if [ "${1:-}" = --check ]; then exit "$missing"; fi
 
 if [ "$missing" = 1 ]; then
@@ -99,8 +102,10 @@ if [ "$missing" = 1 ]; then
 fi
 
 mapfile -t kr < <(have kube-apiserver "$KUBERNETES_VERSION" && have kube-controller-manager "$KUBERNETES_VERSION" \
-  && have kube-scheduler "$KUBERNETES_VERSION" || k8s_replaces)
-build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 $(etcd_replaces)
+  && have kube-scheduler "$KUBERNETES_VERSION" && { command -v kubectl >/dev/null || have kubectl "$KUBERNETES_VERSION"; } \
+  || k8s_replaces)
+mapfile -t er < <(etcd_replaces)
+build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "${er[@]}"
 install_module kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module kuberay-operator "$KUBERAY_VERSION" "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
 install_module kueue "$KUEUE_VERSION" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
@@ -110,4 +115,9 @@ build_wrapped kube-controller-manager "$KUBERNETES_VERSION" k8s.io/kubernetes "$
   k8s.io/kubernetes/cmd/kube-controller-manager "${kr[@]}"
 build_wrapped kube-scheduler "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \
   k8s.io/kubernetes/cmd/kube-scheduler "${kr[@]}"
+# kubectl: the machine's own when it has one (any client within the supported skew), else built here.
+if ! command -v kubectl >/dev/null 2>&1; then
+  build_wrapped kubectl "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \
+    k8s.io/kubernetes/cmd/kubectl "${kr[@]}"
+fi
 echo "$bin"

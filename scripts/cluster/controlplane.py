@@ -52,6 +52,13 @@ def _versions() -> dict[str, str]:
 
 
 VERSIONS = _versions()
+
+
+def use_built_kubectl() -> None:
+    """Put the kubectl that build.sh made (only when the machine has none) on PATH."""
+    built = cache_dir() / "bin"
+    if (built / "kubectl").exists() and str(built) not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = f"{built}{os.pathsep}{os.environ.get('PATH', '')}"
 ADMIN_TOKEN_USER = "prism-admin"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Resources of each fake node: big enough for every test's RayCluster, GPU groups included.
@@ -122,7 +129,7 @@ class Layout:
 
 def bin_path(name: str) -> Path:
     version = {"kube-apiserver": "KUBERNETES_VERSION", "kube-controller-manager": "KUBERNETES_VERSION",
-               "kube-scheduler": "KUBERNETES_VERSION", "etcd": "ETCD_VERSION",
+               "kube-scheduler": "KUBERNETES_VERSION", "kubectl": "KUBERNETES_VERSION", "etcd": "ETCD_VERSION",
                "kuberay-operator": "KUBERAY_VERSION", "kueue": "KUEUE_VERSION", "kwok": "KWOK_VERSION"}[name]
     path = cache_dir() / f"{name}-{VERSIONS[version]}" / name
     if not path.exists():
@@ -478,6 +485,7 @@ COMPONENTS = ["service-proxy", "etcd", "kube-apiserver", "kube-controller-manage
 
 
 def up(lay: Layout, kueue: bool = True) -> Path:
+    use_built_kubectl()
     lay.root.mkdir(parents=True, exist_ok=True)
     make_credentials(lay)
     token = (lay.root / "pki" / "admin.token").read_text()

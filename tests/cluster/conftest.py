@@ -44,6 +44,7 @@ def _load_controlplane():
 
 
 cp = _load_controlplane()
+cp.use_built_kubectl()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,10 +19,9 @@ sys.path.insert(0, str(ROOT / "e2e" / "plugins"))
 from prism_e2e.extractors import RAY_JOB_CONFIG_ENV, current_attempt  # noqa: E402
 
 # One job's share of the kind node (README: 6 CPUs, 12 GiB for everything): the RayCluster at its
-# largest plus KubeRay's submitter pod (requests 500m / 200Mi).
+# largest (RayJobs use HTTPMode: no submitter pod).
 JOB_CPU_BUDGET = 4.0
 JOB_MEMORY_BUDGET_GI = 9.0
-SUBMITTER_CPU, SUBMITTER_MEMORY_GI = 0.5, 0.2
 JOBS = [p for p in repo_files("e2e/manifests/jobs/*.yaml")]
 
 
@@ -58,7 +57,7 @@ def test_children_validate_against_kuberay(path):
 def test_job_fits_the_kind_node(path):
     cluster = build_ray_cluster(job_of(path))["spec"]
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    total_cpu, total_mem = cpu(head["cpu"]) + SUBMITTER_CPU, memory_gi(head["memory"]) + SUBMITTER_MEMORY_GI
+    total_cpu, total_mem = cpu(head["cpu"]), memory_gi(head["memory"])
     for group in cluster["workerGroupSpecs"]:
         requests = group["template"]["spec"]["containers"][0]["resources"]["requests"]
         total_cpu += cpu(requests["cpu"]) * group["maxReplicas"]
