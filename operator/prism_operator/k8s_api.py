@@ -34,6 +34,10 @@ class KubeApiError(RuntimeError):
     """A Kubernetes API call failed (other than the expected 404/409)."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing can be created in it, and the job goes with it."""
+
+
 def _namespace_terminating(exc: ApiException) -> bool:
     """The API server refuses creates in a namespace being deleted (403 "...because it is being
     terminated"): the job goes with its namespace, so there is nothing to retry."""
@@ -101,9 +105,7 @@ class KubeApi:
             if exc.status == 409:
                 return False
             if _namespace_terminating(exc):
-                log.info("not creating %s %s/%s: the namespace is being deleted", obj["kind"], namespace,
-                         obj["metadata"]["name"])
-                return False
+                raise NamespaceTerminating(namespace) from None
             raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP 404: "
                                "is KubeRay installed (ray.io/v1 CRDs)?") from None
         return True

@@ -24,7 +24,7 @@ from .builders import build_ray_cluster, build_ray_job
 from .builders.raycluster import cluster_name_for
 from .builders.rayjob import MAX_ATTEMPT, entrypoint_error, rayjob_name_for, submission_id
 from .dashboard_client import RayJobState, dashboard_url, get_job_state, stop_job
-from .k8s_api import KubeApi, KubeApiError
+from .k8s_api import KubeApi, KubeApiError, NamespaceTerminating
 from .progress_client import ProgressIdentity, ProgressSnapshot, fetch_progress, progress_url
 from .settings import OperatorConfig
 from .status.derive import cluster_state, derive
@@ -174,8 +174,9 @@ class Reconciler:
             log.info("Ray job %s: dashboard not readable: %s", observed.submission_id, state.error)
         return state
 
-    async def act(self, decision: Decision, observed: Observed, namespace: str) -> list[str]:
-        """Carry out the decided actions; returns the errors (the next reconcile retries them)."""
+    async def act(self, decision: Decision, observed: Observed, namespace: str) -> list[str] | None:
+        """Carry out the decided actions; returns the errors (the next reconcile retries them), or
+        None when the namespace is being deleted (nothing more can be created or posted there)."""
         job = observed.job
         errors: list[str] = []
         for action in decision.actions:
@@ -203,6 +204,9 @@ class Reconciler:
                     case DeleteCluster(name=name):
                         if await self.api.delete_ray_cluster(namespace, name):
                             log.info("deleted RayCluster %s", name)
+            except NamespaceTerminating:
+                log.info("namespace %s is being deleted: not acting on it", namespace)
+                return None
             except KubeApiError as exc:
                 errors.append(str(exc))
                 log.warning("%s failed: %s", type(action).__name__, exc)
@@ -230,8 +234,11 @@ class Reconciler:
             decision = derive(observed)
         memory.remember_fencing(decision.fencing, now)
         errors = await self.act(decision, observed, namespace)
-        for event in decision.events:
-            self.api.post_event(body, event.type, event.reason, event.message)
+        if errors is None:  # the namespace is going away, and the job with it: Events would be refused
+            errors = []
+        else:
+            for event in decision.events:
+                self.api.post_event(body, event.type, event.reason, event.message)
         write_status(patch, body, decision.status)
         memory.last_status = decision.status
         if errors:

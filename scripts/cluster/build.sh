@@ -6,7 +6,7 @@
 # so a warm machine rebuilds nothing and a killed build never leaves a half binary behind.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=scripts/cluster/versions.env
 source "$here/versions.env"
 cache="${PRISM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prism}/control-plane"
 bin="$cache/bin"
@@ -101,9 +101,11 @@ if [ "$missing" = 1 ]; then
   command -v go >/dev/null || { echo "error: Go is needed to build the control plane (go.dev/doc/install)" >&2; exit 1; }
 fi
 
-mapfile -t kr < <(have kube-apiserver "$KUBERNETES_VERSION" && have kube-controller-manager "$KUBERNETES_VERSION" \
-  && have kube-scheduler "$KUBERNETES_VERSION" && { command -v kubectl >/dev/null || have kubectl "$KUBERNETES_VERSION"; } \
-  || k8s_replaces)
+kr=()
+if ! { have kube-apiserver "$KUBERNETES_VERSION" && have kube-controller-manager "$KUBERNETES_VERSION" \
+  && have kube-scheduler "$KUBERNETES_VERSION" && { command -v kubectl >/dev/null || have kubectl "$KUBERNETES_VERSION"; }; }; then
+  mapfile -t kr < <(k8s_replaces)
+fi
 mapfile -t er < <(etcd_replaces)
 build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "${er[@]}"
 install_module kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"

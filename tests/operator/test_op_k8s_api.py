@@ -30,10 +30,16 @@ def _api(refusal: _Refusing) -> KubeApi:
 RAYJOB = {"kind": "RayJob", "metadata": {"name": "j-a2", "namespace": "gone"}}
 
 
-async def test_a_create_in_a_namespace_being_deleted_is_not_an_error():
+async def test_a_create_in_a_namespace_being_deleted_is_told_apart_from_errors():
+    import pytest
+
+    from prism_operator.k8s_api import KubeApiError, NamespaceTerminating
+
     api = _api(_Refusing(403, 'rayjobs.ray.io "j-a2" is forbidden: unable to create new content in namespace '
                               "gone because it is being terminated"))
-    assert await api.create(RAYJOB) is False
+    with pytest.raises(NamespaceTerminating) as info:
+        await api.create(RAYJOB)
+    assert not isinstance(info.value, KubeApiError)
 
 
 async def test_other_refusals_are_errors():

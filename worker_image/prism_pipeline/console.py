@@ -16,7 +16,9 @@ PLAIN_EVERY_S = 10.0  # not a terminal (CI logs): one line every so often instea
 class ProgressBar:
     """Polls the progress actor from a thread (off the pipeline's hot path) and redraws one line."""
 
-    def __init__(self, name: str, out: TextIO = sys.stderr, width: int = 28):
+    def __init__(self, name: str, out: TextIO | None = None, width: int = 28):
+        # sys.stderr as it is now, not as it was at import (a test's capture may have closed that one).
+        out = out if out is not None else sys.stderr
         self.name, self.out, self.width = name, out, width
         self.actor: Any = None
         self._stop = threading.Event()
