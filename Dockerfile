@@ -11,7 +11,7 @@ RUN python -m venv /opt/prism
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-COPY worker_image/prism_pipeline ./worker_image/prism_pipeline
+COPY api ./api
 COPY cli ./cli
 # A regular (non-editable) install: the runtime stage gets no source tree.
 RUN /opt/prism/bin/pip install ".[operator]" \

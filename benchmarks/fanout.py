@@ -28,9 +28,9 @@ from PIL import Image, ImageEnhance, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prism_pipeline.local import cpus_needed, quiet_ray_data  # noqa: E402
+from prism_api import ExtractionJobSpec  # noqa: E402
 from prism_pipeline.pipeline import run_job  # noqa: E402
-from prism_pipeline.spec import ExtractionJobSpec  # noqa: E402
+from prism_pipeline.runner import cpus_needed, quiet_ray_data  # noqa: E402
 from tests.extractors.tiny_models import clip  # noqa: E402
 
 MEDIA = ROOT / "examples" / "media"

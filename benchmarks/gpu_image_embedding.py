@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "worker_image"), str(ROOT)]
 
+from prism_api import Extractor as ExtractorSpec  # noqa: E402
 from prism_pipeline.extractors.image_embedding import ImageEmbedding  # noqa: E402
 from prism_pipeline.preprocess.image import decode_image  # noqa: E402
-from prism_pipeline.spec import Extractor as ExtractorSpec  # noqa: E402
 
 
 def clip_model(path: Path, tiny: bool) -> Path:

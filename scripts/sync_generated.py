@@ -1,13 +1,13 @@
 """Regenerate what is generated from the job contract: crds/extractionjob.yaml (and its copy in the
 kustomize base, manifests/crd/) and the README's API table.
-Run after changing prism_pipeline.spec (`make crd`); tests fail until both match."""
+Run after changing prism_api (`make crd`); tests fail until both match."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from prism_api.reference import BEGIN, END, markdown_reference
 from prism_cli.cmd_crd import render
-from prism_pipeline.spec.reference import BEGIN, END, markdown_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """The import rules of DESIGN §1, checked by reading the source (no imports executed):
-- prism_pipeline.spec imports only pydantic and the standard library;
+- prism_api imports only pydantic and the standard library;
 - prism_operator never imports ray, torch, qdrant_client or other heavy ML packages;
 - prism_pipeline never imports kopf or kubernetes.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prism_pipeline.spec.reference import BEGIN, END, markdown_reference
+from prism_api.reference import BEGIN, END, markdown_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from prism_api import SpecError, parse_job
+    from prism_api.entrypoint import EntrypointError
     from prism_operator.builders import build_ray_cluster, build_ray_job
     from prism_operator.builders.rayjob import MAX_ATTEMPT
-    from prism_pipeline.spec import SpecError, parse_job
-    from prism_pipeline.spec.entrypoint import EntrypointError
 
     from .manifests import documents_of
 

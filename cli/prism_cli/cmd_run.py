@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from prism_api import SpecError, parse_job
     from prism_pipeline.jobspec import JobArg
-    from prism_pipeline.spec import SpecError, parse_job
 
     from .manifests import ManifestError, read_documents
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     spec = job.spec.model_copy(update={"incremental": False}) if args.full else job.spec
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from prism_pipeline.local import execute, start_ray
+    from prism_pipeline.runner import execute, start_ray
 
     start_ray(spec, verbose=args.verbose)
     return execute(JobArg(job.metadata.name, job.metadata.uid, spec), state_dir=args.state_dir,

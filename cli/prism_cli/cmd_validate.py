@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prism_pipeline.spec import SpecError, parse_job
+    from prism_api import SpecError, parse_job
 
     from .manifests import documents_of
 

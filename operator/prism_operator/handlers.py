@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import kopf
 
-from prism_pipeline.spec import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
+from prism_api import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
 
-from . import metrics
+from . import operator_metrics as metrics
 from .k8s_api import KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
 from .settings import OperatorConfig, configure_kopf

@@ -21,7 +21,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from . import metrics
+from . import operator_metrics as metrics
 
 log = logging.getLogger(__name__)
 

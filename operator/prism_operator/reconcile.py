@@ -17,15 +17,15 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from prism_pipeline.spec import ExtractionJob, ExtractionJobStatus, Phase, SpecError, parse_job
+from prism_api import ExtractionJob, ExtractionJobStatus, Phase, SpecError, parse_job
 
-from . import metrics
+from . import operator_metrics as metrics
 from .builders import build_ray_cluster, build_ray_job
 from .builders.raycluster import cluster_name_for
 from .builders.rayjob import MAX_ATTEMPT, entrypoint_error, rayjob_name_for, submission_id
 from .dashboard_client import RayJobState, dashboard_url, get_job_state, stop_job
 from .k8s_api import KubeApi, KubeApiError, NamespaceTerminating
-from .progress_client import ProgressIdentity, ProgressSnapshot, fetch_progress, progress_url
+from .progress_scraper import ProgressIdentity, ProgressSnapshot, fetch_progress, progress_url
 from .settings import OperatorConfig
 from .status.derive import cluster_state, derive
 from .status.model import (

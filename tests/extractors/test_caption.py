@@ -7,7 +7,7 @@ import json
 import pytest
 
 from prism_pipeline.extractors.caption import Caption
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .conftest import image_item, spec
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from prism_api import Extractor as ExtractorSpec
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
 from prism_pipeline.pipeline import run_job
 from prism_pipeline.points import point_id
 from prism_pipeline.sink.embedded import close_embedded, embedded_client
-from prism_pipeline.spec import Extractor as ExtractorSpec
 from tests.pipeline.conftest import ray_session, spec_for  # noqa: F401  (ray_session is a fixture)
 
 from .conftest import speech

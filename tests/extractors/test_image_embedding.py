@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .conftest import image_item, spec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
 
 from .conftest import image_item, spec

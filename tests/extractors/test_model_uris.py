@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
 
 from .conftest import image_item, spec

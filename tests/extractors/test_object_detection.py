@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from prism_pipeline.extractors.object_detection import ObjectDetection
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .conftest import image_item, spec
 

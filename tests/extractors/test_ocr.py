@@ -9,7 +9,7 @@ import pytest
 
 from prism_pipeline.extractors import ExtractorError, build
 from prism_pipeline.extractors.ocr import OCR
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .conftest import image_item, spec
 

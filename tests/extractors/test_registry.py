@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from prism_api import BUILTIN_KINDS
 from prism_pipeline.extractors import BUILTINS, ExtractorError, Payload, Vector, build
 from prism_pipeline.extractors.caption import Caption
 from prism_pipeline.extractors.torch_device import placement
-from prism_pipeline.spec import BUILTIN_KINDS
 
 from .conftest import spec
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prism_pipeline.extractors.transcription import Transcription
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .conftest import spec, speech
 

@@ -312,7 +312,7 @@ def operator(progress: ProgressServer, cluster: Cluster) -> Callable[..., Runnin
 
 def child_names(created: dict) -> tuple[str, Callable[[int], str]]:
     """(RayCluster name, attempt -> RayJob name) for a created ExtractionJob."""
-    from prism_pipeline.spec import ray_cluster_name, ray_job_name
+    from prism_api import ray_cluster_name, ray_job_name
 
     meta = created["metadata"]
     cluster = ray_cluster_name(meta["namespace"], meta["name"], meta["uid"])

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prism_api import MAX_JOB_NAME_LENGTH, ExtractionJob, parse_job, parse_spec
+from prism_api.entrypoint import EntrypointError, decode_document
+from prism_api.progress_report import ENV_QDRANT_API_KEY, PROGRESS_PORT
 from prism_operator.builders import build_entrypoint, build_ray_cluster, build_ray_job
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.builders.rayjob import entrypoint_error, pipeline_document, rayjob_name_for
-from prism_pipeline.spec import MAX_JOB_NAME_LENGTH, ExtractionJob, parse_job, parse_spec
-from prism_pipeline.spec.entrypoint import EntrypointError, decode_document
-from prism_pipeline.spec.metrics import ENV_QDRANT_API_KEY, PROGRESS_PORT
 
 from .conftest import BASE_JOB
 from .kuberay_schema import pruned_fields, schema_errors, schema_for

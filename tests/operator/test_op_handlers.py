@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from prism_operator import metrics
+from prism_api import ExtractionJobStatus, Phase
+from prism_operator import operator_metrics as metrics
 from prism_operator.handlers import needs_timer
 from prism_operator.reconcile import old_status, write_status
 from prism_operator.settings import ConfigError, OperatorConfig, configure_kopf
-from prism_pipeline.spec import ExtractionJobStatus, Phase
 
 
 @pytest.mark.parametrize("spec,status,expected", [

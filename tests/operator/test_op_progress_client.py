@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from prism_operator.dashboard_client import dashboard_url, get_job_state, stop_job
-from prism_operator.progress_client import ProgressIdentity, fetch_progress, progress_url
+from prism_operator.progress_scraper import ProgressIdentity, fetch_progress, progress_url
 
 from .conftest import free_port, progress_text
 

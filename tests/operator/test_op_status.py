@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from prism_api import Condition, ExtractionJobStatus, Phase, Progress, parse_job
+from prism_api.entrypoint import Outcome, OutcomeReport
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.dashboard_client import RayJobState
-from prism_operator.progress_client import (
+from prism_operator.progress_scraper import (
     ProgressFormatError,
     ProgressIdentity,
     ProgressSnapshot,
@@ -29,8 +31,6 @@ from prism_operator.status.model import (
 )
 from prism_operator.status.patch import merge_patch
 from prism_operator.status.pods import pod_problems
-from prism_pipeline.spec import Condition, ExtractionJobStatus, Phase, Progress, parse_job
-from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
 
 from .conftest import BASE_JOB, progress_text
 

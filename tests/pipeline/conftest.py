@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prism_pipeline.spec import ExtractionJobSpec
+from prism_api import ExtractionJobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -33,7 +33,7 @@ def ray_session():
     every Prism stage asks for. Four logical CPUs so two concurrent jobs' pools fit on 2 cores."""
     import ray
 
-    from prism_pipeline.local import quiet_ray_data
+    from prism_pipeline.runner import quiet_ray_data
 
     if not ray.is_initialized():
         ray.init(num_cpus=4, resources={"batch": 4.0}, include_dashboard=False, log_to_driver=False,

@@ -13,11 +13,8 @@ import zlib
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from prism_pipeline.__main__ import build_parser, load_job, main
-from prism_pipeline.jobspec import JobArg, JobArgError, load_encoded
-from prism_pipeline.progress import ProgressState
-from prism_pipeline.spec import metrics
-from prism_pipeline.spec.entrypoint import (
+from prism_api import progress_report as metrics
+from prism_api.entrypoint import (
     MAX_DECODED_BYTES,
     OUTCOME_MARKER,
     Outcome,
@@ -25,6 +22,9 @@ from prism_pipeline.spec.entrypoint import (
     build_entrypoint,
     encode_document,
 )
+from prism_pipeline.__main__ import build_parser, load_job, main
+from prism_pipeline.jobspec import JobArg, JobArgError, load_encoded
+from prism_pipeline.progress_actor import ProgressState
 
 from .conftest import TEXT, spec_for, write_media
 
@@ -141,8 +141,8 @@ def test_every_sample_carries_job_namespace_and_attempt_and_the_verdict_once_dec
 
 @pytest.mark.slow
 def test_too_many_failed_files_is_served_and_printed_last(ray_session, tmp_path, capsys, monkeypatch):
-    import prism_pipeline.progress as progress
-    from prism_pipeline.local import execute
+    import prism_pipeline.progress_actor as progress
+    from prism_pipeline.runner import execute
 
     actors = []
     start = progress.start_progress_actor

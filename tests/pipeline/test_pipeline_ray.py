@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 
+from prism_api import progress_report as metrics
 from prism_pipeline.pipeline import run_job
 from prism_pipeline.sink.embedded import embedded_client
-from prism_pipeline.spec import metrics
 
 from .conftest import FACES, TEXT, spec_for, write_media
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport, build_entrypoint
+from prism_api.entrypoint import Outcome, OutcomeReport, build_entrypoint
 
 from .conftest import ROOT, write_media
 

@@ -9,18 +9,18 @@ import urllib.request
 import numpy as np
 import pytest
 
+from prism_api import Extractor as ExtractorSpec
+from prism_api import progress_report as metrics
 from prism_pipeline import rows as R
 from prism_pipeline.extract_stage import ExtractorStage
 from prism_pipeline.extractors import ExtractorError, build, build_all
 from prism_pipeline.jobspec import JobArgError, load
 from prism_pipeline.ledger import FileTracker
-from prism_pipeline.models import ModelError, resolve
+from prism_pipeline.model_uris import ModelError, resolve
 from prism_pipeline.points import point_id, to_point
-from prism_pipeline.progress import ProgressState, serve
+from prism_pipeline.progress_actor import ProgressState, serve
 from prism_pipeline.sink.collection import CollectionError, ensure_collections
 from prism_pipeline.sink.server import SinkWriteError, call_with_retries
-from prism_pipeline.spec import Extractor as ExtractorSpec
-from prism_pipeline.spec import metrics
 
 from .conftest import spec_for
 
@@ -238,7 +238,7 @@ def test_an_unreachable_qdrant_server_is_a_clear_job_error(tmp_path):
 def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint():
     import socket
 
-    from prism_pipeline.progress import ProgressActor
+    from prism_pipeline.progress_actor import ProgressActor
 
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))

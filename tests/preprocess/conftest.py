@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prism_pipeline.spec import Preprocess
+from prism_api import Preprocess
 
 MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"
 

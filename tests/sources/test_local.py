@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
+from prism_api import Source
 from prism_pipeline.sources import FileRef, ReadError, SourceError, compile_globs, list_files, read_bytes
-from prism_pipeline.spec import Source
 
 FILES = {
     "a.jpg": b"a" * 10,

@@ -2,9 +2,9 @@
 
 import pytest
 
+from prism_api import Preprocess, Source
 from prism_pipeline.preprocess import decode_file
 from prism_pipeline.sources import ReadError, SourceError, list_files, read_bytes
-from prism_pipeline.spec import Preprocess, Source
 
 from .conftest import MEDIA
 

@@ -9,10 +9,10 @@ import copy
 import pytest
 import yaml
 
+from prism_api import SpecError, parse_job
+from prism_api.child_names import MAX_JOB_NAME_LENGTH
+from prism_api.crd import MUTABLE_SPEC_FIELDS
 from prism_cli.cmd_crd import render
-from prism_pipeline.spec import SpecError, parse_job
-from prism_pipeline.spec.crd import MUTABLE_SPEC_FIELDS
-from prism_pipeline.spec.names import MAX_JOB_NAME_LENGTH
 
 from .crd_check import CRD_PATH, ROOT, admit, cel_violations, load_crd, root_schema
 

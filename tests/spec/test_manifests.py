@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prism_pipeline.spec import SpecError, parse_job
+from prism_api import SpecError, parse_job
 
 from .crd_check import ROOT, admit, prune, unknown_fields
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from prism_pipeline.spec import (
+from prism_api import (
     MAX_JOB_NAME_LENGTH,
     ExtractionJobStatus,
     Phase,
@@ -15,7 +15,7 @@ from prism_pipeline.spec import (
     ray_cluster_name,
     ray_job_name,
 )
-from prism_pipeline.spec.base import quantity_value
+from prism_api.fields import quantity_value
 
 from .crd_check import ROOT
 

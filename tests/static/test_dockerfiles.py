@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from prism_pipeline.spec import Cluster
+from prism_api import Cluster
 
 from .repo_files import ROOT
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from prism_api import parse_job
 from prism_operator.builders import build_ray_cluster, build_ray_job
-from prism_pipeline.spec import parse_job
 
 from .kuberay import KUBERAY_CRDS, kuberay_validator
 from .repo_files import ROOT, documents, rel, repo_files

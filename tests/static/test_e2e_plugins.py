@@ -12,8 +12,8 @@ import sys
 import pytest
 import yaml
 
+from prism_api import Extractor as ExtractorSpec
 from prism_pipeline.extractors import build
-from prism_pipeline.spec import Extractor as ExtractorSpec
 
 from .repo_files import ROOT
 

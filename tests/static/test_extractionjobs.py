@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from prism_pipeline.spec import SpecError, parse_job
+from prism_api import SpecError, parse_job
 from tests.spec.crd_check import admit
 
 from .repo_files import documents, rel, repo_files

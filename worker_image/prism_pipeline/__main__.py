@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from prism_pipeline.spec import metrics
-from prism_pipeline.spec.entrypoint import ATTEMPT_ARG, JOB_ARG, PROGRESS_PORT_ARG
+from prism_api import progress_report as metrics
+from prism_api.entrypoint import ATTEMPT_ARG, JOB_ARG, PROGRESS_PORT_ARG
 
 
 def _attempt(text: str) -> int:
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from prism_api.entrypoint import Outcome, OutcomeReport
     from prism_pipeline.jobspec import JobArgError
-    from prism_pipeline.local import execute, report_outcome, start_ray
-    from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
+    from prism_pipeline.runner import execute, report_outcome, start_ray
 
     try:
         job = load_job(args)

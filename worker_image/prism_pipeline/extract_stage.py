@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from prism_api import Extractor as ExtractorSpec
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, Vector, build
-from prism_pipeline.spec import Extractor as ExtractorSpec
 
 
 class ExtractorStage:

@@ -18,8 +18,8 @@ import json
 import uuid
 from typing import Any
 
+from prism_api import ExtractionJobSpec
 from prism_pipeline.extractors import Extractor
-from prism_pipeline.spec import ExtractionJobSpec
 
 from .sink.collection import files_collection
 from .sink.server import call_with_retries

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prism_pipeline.spec import ExtractionJobSpec, SpecError, Target, parse_job, parse_spec
-from prism_pipeline.spec.entrypoint import JOB_ARG, EntrypointError, decode_document
+from prism_api import ExtractionJobSpec, SpecError, Target, parse_job, parse_spec
+from prism_api.entrypoint import JOB_ARG, EntrypointError, decode_document
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prism_api import ExtractionJobSpec
+from prism_api.entrypoint import Outcome
+from prism_api.fields import quantity_value
 from prism_pipeline import incremental
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
 from prism_pipeline.ledger import Failure, FileTracker
 from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
 from prism_pipeline.sources import SourceError, list_files
-from prism_pipeline.spec import ExtractionJobSpec
-from prism_pipeline.spec.base import quantity_value
-from prism_pipeline.spec.entrypoint import Outcome
 
 log = logging.getLogger("prism.pipeline")
 
@@ -97,7 +97,7 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     skip_if = incremental.previous_hashes(records, key) if spec.incremental else {}
     recorded_hashes = {uri: r["content_hash"] for uri, r in records.items()}
 
-    from prism_pipeline.progress import start_progress_actor
+    from prism_pipeline.progress_actor import start_progress_actor
 
     progress, port = start_progress_actor(name, len(refs), progress_port, namespace=namespace, attempt=attempt)
     if port is not None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from prism_api import Extractor as ExtractorSpec
+from prism_api import Preprocess, Source
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
 from prism_pipeline.preprocess import DecodeError, decode_file, modality_of
 from prism_pipeline.sources import ReadError, read_bytes
-from prism_pipeline.spec import Extractor as ExtractorSpec
-from prism_pipeline.spec import Preprocess, Source
 
 # Per-file extractors set up once per worker process (read tasks are stateless functions).
 _PER_FILE: dict[str, Extractor] = {}

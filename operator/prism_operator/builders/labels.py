@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prism_pipeline.spec import API_VERSION, KIND, ExtractionJob
+from prism_api import API_VERSION, KIND, ExtractionJob
 
 JOB_LABEL = "prism.dev/extraction-job"
 ATTEMPT_LABEL = "prism.dev/attempt"

@@ -7,8 +7,8 @@ synthetic `batch` resource that every pipeline stage asks for, so stages never l
 
 from __future__ import annotations
 
-from prism_pipeline.spec import ExtractionJob, ray_cluster_name
-from prism_pipeline.spec.metrics import ENV_QDRANT_API_KEY, PROGRESS_PORT, PROGRESS_PORT_NAME
+from prism_api import ExtractionJob, ray_cluster_name
+from prism_api.progress_report import ENV_QDRANT_API_KEY, PROGRESS_PORT, PROGRESS_PORT_NAME
 
 from .labels import KUEUE_ELASTIC_JOB_ANNOTATION, KUEUE_QUEUE_LABEL, child_metadata
 

@@ -1,6 +1,6 @@
 """The RayJob of one attempt: runs `python -m prism_pipeline run` on the job's RayCluster.
 
-The entrypoint carries the job document as base64url(zlib(JSON)) (prism_pipeline.spec.entrypoint):
+The entrypoint carries the job document as base64url(zlib(JSON)) (prism_api.entrypoint):
 no shell pass between the RayJob and the driver acts on it, and large specs stay under Linux's
 limit on one argument.
 
@@ -11,10 +11,10 @@ does neither, and the ExtractionJob operator owns both.
 
 from __future__ import annotations
 
-from prism_pipeline.spec import API_VERSION, KIND, ExtractionJob, ray_job_name
-from prism_pipeline.spec import entrypoint as spec_entrypoint
-from prism_pipeline.spec.metrics import PROGRESS_PORT
-from prism_pipeline.spec.names import MAX_ATTEMPT_DIGITS
+from prism_api import API_VERSION, KIND, ExtractionJob, ray_job_name
+from prism_api import entrypoint as spec_entrypoint
+from prism_api.child_names import MAX_ATTEMPT_DIGITS
+from prism_api.progress_report import PROGRESS_PORT
 
 from .labels import ATTEMPT_LABEL, child_metadata
 from .raycluster import RAY_API_VERSION, cluster_name_for, owned_cluster_name

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from prism_pipeline.spec import Condition, Phase
+from prism_api import Condition, Phase
 
 from .clock import rfc3339
 

@@ -3,7 +3,7 @@
 Input: what the operator observed (the job, its old status, the RayCluster, the current attempt's
 RayJob, stuck pods, the last progress reading, the dashboard's word on the attempt's Ray job, the
 time). Output: the full new status plus the actions (create, stop, suspend, delete) and the Events
-to post. Phases (see prism_pipeline.spec.status):
+to post. Phases (see prism_api.job_status):
 
     Pending -> Provisioning -> Running -> Succeeded | Failed ; any live phase <-> Suspended
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prism_pipeline.spec import ExtractionJobStatus, Phase
-from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
+from prism_api import ExtractionJobStatus, Phase
+from prism_api.entrypoint import Outcome, OutcomeReport
 
 from ..builders.labels import kueue_queue as job_kueue_queue
 from ..builders.rayjob import MAX_ATTEMPT, rayjob_name_for
@@ -45,7 +45,7 @@ from .model import (
     StopViaDashboard,
     SuspendCluster,
 )
-from .progress import failures_from, progress_from, usage_from
+from .progress_fields import failures_from, progress_from, usage_from
 
 FINISHED_JOB_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 FAILED_DEPLOYMENTS = frozenset({"Failed", "ValidationFailed"})

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from prism_pipeline.spec import ExtractionJob, ExtractionJobStatus
+from prism_api import ExtractionJob, ExtractionJobStatus
 
 from ..dashboard_client import RayJobState
-from ..progress_client import ProgressSnapshot
+from ..progress_scraper import ProgressSnapshot
 
 
 # Actions the reconciler carries out, in order.

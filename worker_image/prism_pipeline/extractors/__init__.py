@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from prism_pipeline.models import ModelError
-from prism_pipeline.spec import Extractor as ExtractorSpec
+from prism_api import Extractor as ExtractorSpec
+from prism_pipeline.model_uris import ModelError
 
 from .base import Extractor, Payload, Vector
 

@@ -13,7 +13,7 @@ import json
 from functools import cached_property
 from typing import Any
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 
 from . import hf_models
 from .base import Payload

@@ -1,6 +1,6 @@
 """Loading Hugging Face transformers models for the built-in kinds, always from local files.
 
-The model URI is resolved by prism_pipeline.models (package://, file://, hf:// cache, s3://) to a
+The model URI is resolved by prism_pipeline.model_uris (package://, file://, hf:// cache, s3://) to a
 directory; everything here reads that directory with `local_files_only`, so a worker never reaches
 for the Hub. Image processors use the PIL backend: the torchvision one cannot be installed beside
 the worker's torch.
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 
 from .base import Extractor
 from .torch_device import Placement

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 
 from . import hf_models
 from .base import Vector

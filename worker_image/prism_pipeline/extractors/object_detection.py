@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 
 from . import hf_models
 from .base import Payload

@@ -19,7 +19,7 @@ import subprocess
 from functools import cached_property
 from typing import Any
 
-from prism_pipeline.models import ModelError
+from prism_pipeline.model_uris import ModelError
 
 from .base import Extractor, Payload
 from .hf_models import rgb_images

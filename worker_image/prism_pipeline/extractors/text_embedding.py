@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prism_pipeline import models
+from prism_pipeline import model_uris as models
 
 from .base import Extractor, Vector
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prism_pipeline.spec import Preprocess
+from prism_api import Preprocess
 
 from .items import ITEM_KEYS, DecodeError, content_hash, make_item, time_key
 

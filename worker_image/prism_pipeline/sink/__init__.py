@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prism_api import QdrantSink
 from prism_pipeline.extractors import Extractor, Vector
-from prism_pipeline.spec import QdrantSink
 
 from .collection import CollectionError, ensure_collections, files_collection, read_meta
 from .embedded import StoreBusyError, build_points, embedded_client

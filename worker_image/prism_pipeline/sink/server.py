@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from prism_api import progress_report as metrics
 from prism_pipeline import points as P
 from prism_pipeline import rows as R
-from prism_pipeline.spec import metrics
 
 ATTEMPTS = 5
 BACKOFF_S = 0.5

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from prism_pipeline.spec import Source
+from prism_api import Source
 
 from .globs import compile_globs
-from .local import list_local, read_local
+from .local_files import list_local, read_local
 from .refs import FileRef, ReadError, SourceError
 from .remote import filesystem, list_remote, read_remote
 

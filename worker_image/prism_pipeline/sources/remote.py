@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from prism_pipeline.spec import Source
+from prism_api import Source
 
 from .refs import FileRef, ReadError, SourceError
 

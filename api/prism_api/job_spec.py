@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import DNS1123_LABEL, PrismModel, Quantity, coerce_quantity
+from .fields import DNS1123_LABEL, PrismModel, Quantity, coerce_quantity
 
 BUILTIN_KINDS = (
     "text-embedding",

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import DNS1035_LABEL, PrismModel
-from .models import ExtractionJobSpec
-from .names import MAX_JOB_NAME_LENGTH
-from .status import ExtractionJobStatus
+from .child_names import MAX_JOB_NAME_LENGTH
+from .fields import DNS1035_LABEL, PrismModel
+from .job_spec import ExtractionJobSpec
+from .job_status import ExtractionJobStatus
 
 GROUP = "prism.dev"
 VERSION = "v1alpha1"

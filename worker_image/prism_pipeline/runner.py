@@ -16,9 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
+from prism_api import ExtractionJobSpec
+from prism_api.entrypoint import Outcome, OutcomeReport
 from prism_pipeline.jobspec import JobArg
-from prism_pipeline.spec import ExtractionJobSpec
-from prism_pipeline.spec.entrypoint import Outcome, OutcomeReport
 
 log = logging.getLogger("prism")
 

@@ -3,7 +3,7 @@
 Stages call `progress.add.remote({...})` once per batch and never wait for it (one actor takes
 ~8k calls/s; a per-row call or a ray.get on the hot path would throttle the pipeline). The actor
 runs an HTTP server thread on the driver's node (the Ray head in a RayJob), where the operator
-scrapes PROGRESS_PORT with the metric names of prism_pipeline.spec.metrics. The driver's stream
+scrapes PROGRESS_PORT with the metric names of prism_api.progress_report. The driver's stream
 is authoritative: at the end it pushes its exact totals with `finish`, and its verdict
 (spec.entrypoint.Outcome) with `finish` or `set_outcome`.
 
@@ -20,9 +20,9 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prism_pipeline.spec import MAX_FAILURE_SAMPLES
-from prism_pipeline.spec import metrics as m
-from prism_pipeline.spec.entrypoint import Outcome
+from prism_api import MAX_FAILURE_SAMPLES
+from prism_api import progress_report as m
+from prism_api.entrypoint import Outcome
 
 # Counter keys stages send; per-extractor ones are "items:<name>" and "items_failed:<name>".
 COUNTERS = {

@@ -48,8 +48,8 @@ def _num(value: Any) -> str:
 
 
 def _pattern_hint(pattern: str) -> str:
-    from .base import DNS1035_LABEL, DNS1123_LABEL, QUANTITY
-    from .models import COLLECTION_NAME, EXTRACTOR_NAME, MODEL_URI
+    from .fields import DNS1035_LABEL, DNS1123_LABEL, QUANTITY
+    from .job_spec import COLLECTION_NAME, EXTRACTOR_NAME, MODEL_URI
 
     hints = {
         QUANTITY: "must be a Kubernetes quantity such as 500m, 8, 16Gi",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prism_pipeline.spec import (
+from prism_api import (
     MAX_FAILURE_SAMPLES,
     ExtractorProgress,
     Failures,
@@ -18,7 +18,7 @@ from prism_pipeline.spec import (
     Usage,
 )
 
-from ..progress_client import ProgressSnapshot
+from ..progress_scraper import ProgressSnapshot
 from .clock import rfc3339, seconds_since
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import PrismModel
+from .fields import PrismModel
 
 MAX_FAILURE_SAMPLES = 10
 

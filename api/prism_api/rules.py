@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import ExtractionJobSpec
+    from .job_spec import ExtractionJobSpec
 
 RuleError = tuple[str, str]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from prism_pipeline.spec import metrics as m
-from prism_pipeline.spec.entrypoint import Outcome
+from prism_api import progress_report as m
+from prism_api.entrypoint import Outcome
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from .child_names import MAX_JOB_NAME_LENGTH, ray_cluster_name, ray_job_name
 from .errors import FieldError, SpecError, format_validation_error
 from .job import API_VERSION, GROUP, KIND, PLURAL, VERSION, ExtractionJob, ObjectMeta
-from .models import (
+from .job_spec import (
     BUILTIN_KINDS,
     Cluster,
     Concurrency,
@@ -29,9 +30,7 @@ from .models import (
     Toleration,
     WorkerGroup,
 )
-from .names import MAX_JOB_NAME_LENGTH, ray_cluster_name, ray_job_name
-from .rules import cluster_rule_errors
-from .status import (
+from .job_status import (
     MAX_FAILURE_SAMPLES,
     Condition,
     ExtractionJobStatus,
@@ -42,6 +41,7 @@ from .status import (
     Progress,
     Usage,
 )
+from .rules import cluster_rule_errors
 
 Target = Literal["any", "cluster", "local"]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
-from .base import DNS1035_LABEL
+from .child_names import MAX_JOB_NAME_LENGTH
+from .fields import DNS1035_LABEL
 from .job import GROUP, KIND, PLURAL, VERSION
-from .models import ExtractionJobSpec
-from .names import MAX_JOB_NAME_LENGTH
-from .status import ExtractionJobStatus
+from .job_spec import ExtractionJobSpec
+from .job_status import ExtractionJobStatus
 
 # The fields a user may change on a live job; everything else in spec is fixed at creation.
 MUTABLE_SPEC_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds")

@@ -16,7 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from prism_pipeline.spec import ExtractionJobStatus, Phase
+from prism_api import ExtractionJobStatus, Phase
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
