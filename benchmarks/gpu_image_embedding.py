@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "worker_image"), str(ROOT)]
 
-from prism_api import Extractor as ExtractorSpec  # noqa: E402
+from prism_api import ExtractorSpec  # noqa: E402
 from prism_pipeline.extractors.image_embedding import ImageEmbedding  # noqa: E402
 from prism_pipeline.preprocess.image import decode_image  # noqa: E402
 

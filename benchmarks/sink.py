@@ -29,8 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prism_api import Extractor as ExtractorSpec  # noqa: E402
-from prism_api import QdrantSink  # noqa: E402
+from prism_api import ExtractorSpec, QdrantSink  # noqa: E402
 from prism_pipeline import rows as R  # noqa: E402
 from prism_pipeline.extractors import build_all  # noqa: E402
 from prism_pipeline.sink import Sink  # noqa: E402

@@ -46,7 +46,7 @@ class SecretKeyRef(PrismModel):
     key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret.")
 
 
-class Source(PrismModel):
+class SourceSpec(PrismModel):
     """Where the files are. The driver lists them; Ray read tasks fetch and decode them."""
 
     uri: str = Field(
@@ -157,7 +157,7 @@ class Concurrency(PrismModel):
     max: int = Field(default=1, ge=1, le=1024, description="Actors the pool may grow to (>= min).")
 
 
-class Extractor(PrismModel):
+class ExtractorSpec(PrismModel):
     """One model applied to every item of the modalities it supports."""
 
     name: str = Field(pattern=EXTRACTOR_NAME, max_length=63,
@@ -229,7 +229,7 @@ class QdrantSink(PrismModel):
         return url
 
 
-class Sink(PrismModel):
+class SinkSpec(PrismModel):
     """Where the points go."""
 
     qdrant: QdrantSink = Field(description=QdrantSink.__doc__)
@@ -324,14 +324,14 @@ class Retries(PrismModel):
 class ExtractionJobSpec(PrismModel):
     """What to extract, from which files, into which collection, on what cluster."""
 
-    source: Source = Field(description=Source.__doc__)
+    source: SourceSpec = Field(description=SourceSpec.__doc__)
     preprocess: Preprocess = Field(default_factory=Preprocess, description=Preprocess.__doc__)
-    extractors: list[Extractor] = Field(
+    extractors: list[ExtractorSpec] = Field(
         min_length=1, max_length=64,
         description="Extractors, applied in order to one stream of decoded items.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    sink: Sink = Field(description=Sink.__doc__)
+    sink: SinkSpec = Field(description=SinkSpec.__doc__)
     cluster: Cluster = Field(default_factory=Cluster, description=Cluster.__doc__)
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy,
                                          description=FailurePolicy.__doc__)

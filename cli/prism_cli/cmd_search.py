@@ -45,7 +45,7 @@ class SearchError(Exception):
 def search(query: str, collection: str, *, vector: str | None = None, limit: int = 5,
            state_dir: str = ".prism", url: str | None = None) -> list[dict]:
     """The best `limit` points for `query`: [{score, uri, key, item, text}]."""
-    from prism_api import Extractor as ExtractorSpec
+    from prism_api import ExtractorSpec
     from prism_pipeline.extractors import build
     from prism_pipeline.sink import StoreBusyError, read_meta
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 
 from . import tiny_models
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
 from prism_pipeline.pipeline import run_job
 from prism_pipeline.points import point_id

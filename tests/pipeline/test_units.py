@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 from prism_api import progress_report as metrics
 from prism_pipeline import rows as R
 from prism_pipeline.extract_stage import ExtractorStage

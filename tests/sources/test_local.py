@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from prism_api import Source
+from prism_api import SourceSpec
 from prism_pipeline.sources import FileRef, ReadError, SourceError, compile_globs, list_files, read_bytes
 
 FILES = {
@@ -31,7 +31,7 @@ def rels(refs, root):
 
 
 def test_default_lists_everything_sorted_with_absolute_paths_and_sizes(tree):
-    refs = list_files(Source(uri=str(tree)))
+    refs = list_files(SourceSpec(uri=str(tree)))
     assert rels(refs, tree) == sorted(FILES)
     assert all(os.path.isabs(r.uri) for r in refs)
     assert refs == sorted(refs, key=lambda r: r.uri)
@@ -49,7 +49,7 @@ def test_default_lists_everything_sorted_with_absolute_paths_and_sizes(tree):
     (["./docs/**/*.pdf"], [], ["docs/drafts/g.pdf", "docs/f.pdf"]),
 ])
 def test_include_exclude_globs_are_relative_to_the_uri(tree, include, exclude, expected):
-    refs = list_files(Source(uri=str(tree) + "/", include=include, exclude=exclude))
+    refs = list_files(SourceSpec(uri=str(tree) + "/", include=include, exclude=exclude))
     assert rels(refs, tree) == expected
 
 
@@ -58,7 +58,7 @@ def test_hidden_files_and_folders_are_not_listed(tree):
     (tree / ".git").mkdir()
     (tree / ".git" / "HEAD.txt").write_bytes(b"ref")
     (tree / "photos" / "._c.jpg").write_bytes(b"resource fork")
-    assert rels(list_files(Source(uri=str(tree))), tree) == sorted(FILES)
+    assert rels(list_files(SourceSpec(uri=str(tree))), tree) == sorted(FILES)
 
 
 def test_glob_special_characters_are_literal():
@@ -67,21 +67,21 @@ def test_glob_special_characters_are_literal():
 
 
 def test_file_scheme_relative_path_and_single_file(tree, monkeypatch):
-    assert list_files(Source(uri=f"file://{tree}/docs")) == [
+    assert list_files(SourceSpec(uri=f"file://{tree}/docs")) == [
         FileRef(str(tree / "docs" / "drafts" / "g.pdf"), 10), FileRef(str(tree / "docs" / "f.pdf"), 4)]
     monkeypatch.chdir(tree)
-    assert rels(list_files(Source(uri="photos", include=["*.jpg"])), tree) == ["photos/c.jpg"]
-    assert list_files(Source(uri=str(tree / "b.txt"))) == [FileRef(str(tree / "b.txt"), 2)]
+    assert rels(list_files(SourceSpec(uri="photos", include=["*.jpg"])), tree) == ["photos/c.jpg"]
+    assert list_files(SourceSpec(uri=str(tree / "b.txt"))) == [FileRef(str(tree / "b.txt"), 2)]
 
 
 def test_missing_directory_is_a_source_error_naming_the_field(tmp_path):
     with pytest.raises(SourceError, match=r"spec\.source\.uri: '.*nowhere' does not exist"):
-        list_files(Source(uri=str(tmp_path / "nowhere")))
+        list_files(SourceSpec(uri=str(tmp_path / "nowhere")))
 
 
 def test_unsupported_scheme_is_a_source_error():
     with pytest.raises(SourceError, match=r"unsupported scheme 'ftp://'.*use s3://, gs://"):
-        list_files(Source(uri="ftp://host/dir"))
+        list_files(SourceSpec(uri="ftp://host/dir"))
 
 
 def test_gs_without_gcsfs_names_the_package():
@@ -89,27 +89,27 @@ def test_gs_without_gcsfs_names_the_package():
         import gcsfs  # noqa: F401
     except ImportError:
         with pytest.raises(SourceError, match="gcsfs"):
-            list_files(Source(uri="gs://bucket/prefix/"))
+            list_files(SourceSpec(uri="gs://bucket/prefix/"))
         with pytest.raises(ReadError, match="gs://bucket/a.jpg: .*gcsfs"):  # each file says why too
-            read_bytes("gs://bucket/a.jpg", Source(uri="gs://bucket/"))
+            read_bytes("gs://bucket/a.jpg", SourceSpec(uri="gs://bucket/"))
     else:
         pytest.skip("gcsfs is installed; this checks the message shown without it")
 
 
 def test_read_bytes_returns_the_content(tree):
-    assert read_bytes(str(tree / "photos" / "c.jpg"), Source(uri=str(tree))) == b"c" * 30
-    assert read_bytes(f"file://{tree}/b.txt", Source(uri=str(tree))) == b"bb"
+    assert read_bytes(str(tree / "photos" / "c.jpg"), SourceSpec(uri=str(tree))) == b"c" * 30
+    assert read_bytes(f"file://{tree}/b.txt", SourceSpec(uri=str(tree))) == b"bb"
 
 
 def test_oversized_file_is_refused(tree):
     with pytest.raises(ReadError, match=r"c\.jpg: oversized.*maxFileBytes=20"):
-        read_bytes(str(tree / "photos" / "c.jpg"), Source(uri=str(tree), max_file_bytes=20))
-    assert read_bytes(str(tree / "a.jpg"), Source(uri=str(tree), max_file_bytes=10)) == b"a" * 10
+        read_bytes(str(tree / "photos" / "c.jpg"), SourceSpec(uri=str(tree), max_file_bytes=20))
+    assert read_bytes(str(tree / "a.jpg"), SourceSpec(uri=str(tree), max_file_bytes=10)) == b"a" * 10
 
 
 def test_missing_file_is_a_read_error(tree):
     with pytest.raises(ReadError, match="gone.jpg: missing"):
-        read_bytes(str(tree / "gone.jpg"), Source(uri=str(tree)))
+        read_bytes(str(tree / "gone.jpg"), SourceSpec(uri=str(tree)))
 
 
 def test_a_read_that_blocks_times_out(tmp_path):
@@ -117,9 +117,9 @@ def test_a_read_that_blocks_times_out(tmp_path):
     fifo = tmp_path / "stuck.txt"
     os.mkfifo(fifo)
     try:
-        assert list_files(Source(uri=str(tmp_path))) == []  # never listed: reading it could block
+        assert list_files(SourceSpec(uri=str(tmp_path))) == []  # never listed: reading it could block
         with pytest.raises(ReadError, match=r"stuck\.txt: timed out after 0\.3s.*readTimeoutSeconds"):
-            read_bytes(str(fifo), Source(uri=str(tmp_path), read_timeout_seconds=0.3))
+            read_bytes(str(fifo), SourceSpec(uri=str(tmp_path), read_timeout_seconds=0.3))
     finally:
         # Release the abandoned reader thread: a writer that opens and closes gives it EOF.
         threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True).start()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prism_api import Preprocess, Source
+from prism_api import Preprocess, SourceSpec
 from prism_pipeline.preprocess import decode_file
 from prism_pipeline.sources import ReadError, SourceError, list_files, read_bytes
 
@@ -11,8 +11,8 @@ from .conftest import MEDIA
 SAMPLES = sorted(p.relative_to(MEDIA).as_posix() for p in MEDIA.rglob("*") if p.is_file())
 
 
-def src(endpoint, uri="s3://media/campaign/", **kw) -> Source:
-    return Source(uri=uri, endpoint=endpoint, region="us-east-1", **kw)
+def src(endpoint, uri="s3://media/campaign/", **kw) -> SourceSpec:
+    return SourceSpec(uri=uri, endpoint=endpoint, region="us-east-1", **kw)
 
 
 def test_lists_every_object_with_its_size(s3_endpoint):
@@ -71,17 +71,17 @@ def test_missing_object_and_oversized_object_are_read_errors(s3_endpoint):
 
 def test_unreachable_endpoint_names_the_endpoint_field(aws_env):
     with pytest.raises(SourceError, match=r"http://127\.0\.0\.1:9 is reachable \(spec\.source\.endpoint\)"):
-        list_files(Source(uri="s3://media/x/", endpoint="http://127.0.0.1:9", read_timeout_seconds=2))
+        list_files(SourceSpec(uri="s3://media/x/", endpoint="http://127.0.0.1:9", read_timeout_seconds=2))
 
 
 def test_stalled_server_read_times_out(silent_endpoint):
-    source = Source(uri="s3://media/", endpoint=silent_endpoint, read_timeout_seconds=0.5)
+    source = SourceSpec(uri="s3://media/", endpoint=silent_endpoint, read_timeout_seconds=0.5)
     with pytest.raises(ReadError, match=r"timed out after 0\.5s"):
         read_bytes("s3://media/photos/astronaut.jpg", source)
 
 
 def test_stalled_server_listing_fails_instead_of_hanging(silent_endpoint):
-    source = Source(uri="s3://media/", endpoint=silent_endpoint, read_timeout_seconds=0.5)
+    source = SourceSpec(uri="s3://media/", endpoint=silent_endpoint, read_timeout_seconds=0.5)
     with pytest.raises(SourceError, match="cannot list"):
         list_files(source)
 

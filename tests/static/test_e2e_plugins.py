@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 from prism_pipeline.extractors import build
 
 from .repo_files import ROOT

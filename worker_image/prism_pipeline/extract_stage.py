@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, Vector, build
 

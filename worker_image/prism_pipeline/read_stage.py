@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_api import Extractor as ExtractorSpec
-from prism_api import Preprocess, Source
+from prism_api import ExtractorSpec, Preprocess, SourceSpec
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
 from prism_pipeline.preprocess import DecodeError, decode_file, modality_of
@@ -43,7 +42,7 @@ def read_decode(batch: dict[str, np.ndarray], *, source: dict, preprocess: dict,
                 progress: Any) -> dict[str, np.ndarray]:
     """map_batches function over the listing: files in, item rows out."""
     started = time.process_time()
-    src = Source.model_validate(source)
+    src = SourceSpec.model_validate(source)
     pre = Preprocess.model_validate(preprocess)
     extractors = _per_file_extractors(per_file)
     out: list[dict[str, Any]] = []
@@ -67,7 +66,7 @@ def read_decode(batch: dict[str, np.ndarray], *, source: dict, preprocess: dict,
     return R.to_batch(out) if out else R.empty_batch()
 
 
-def read_one(uri: str, prev_hash: str | None, src: Source, pre: Preprocess,
+def read_one(uri: str, prev_hash: str | None, src: SourceSpec, pre: Preprocess,
              extractors: list[Extractor]) -> list[dict[str, Any]]:
     """All stream rows of one file (at least one)."""
     if modality_of(uri) is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 from prism_pipeline.model_uris import ModelError
 
 from .base import Extractor, Payload, Vector

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from prism_api import Extractor as ExtractorSpec
+from prism_api import ExtractorSpec
 
 MODALITIES = frozenset({"image", "audio", "text"})
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from prism_api import Source
+from prism_api import SourceSpec
 
 from .globs import compile_globs
 from .local_files import list_local, read_local
@@ -27,7 +27,7 @@ T = TypeVar("T")
 REMOTE_SCHEMES = ("s3", "gs")
 
 
-def list_files(source: Source) -> list[FileRef]:
+def list_files(source: SourceSpec) -> list[FileRef]:
     """Every file under `source.uri` that matches include and not exclude, sorted by uri.
 
     Hidden files and folders (a path part starting with '.': .DS_Store, .git/, ._resource forks)
@@ -42,7 +42,7 @@ def list_files(source: Source) -> list[FileRef]:
     return sorted(refs, key=lambda ref: ref.uri)
 
 
-def read_bytes(uri: str, source: Source, size: int | None = None) -> bytes:
+def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
     """The whole content of one file listed by `list_files`.
 
     Raises ReadError when the file is missing, unreadable, larger than `source.max_file_bytes`

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from prism_api import Source
+from prism_api import SourceSpec
 
 from .refs import FileRef, ReadError, SourceError
 
@@ -17,7 +17,7 @@ _FS_RETRIES = 2
 _LIST_REQUEST_TIMEOUT = 30.0
 
 
-def list_remote(scheme: str, path: str, source: Source, match: Callable[[str], bool]) -> list[FileRef]:
+def list_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str], bool]) -> list[FileRef]:
     if not path or path.startswith("/"):
         raise SourceError(f"spec.source.uri: {source.uri!r} names no bucket; use {scheme}://bucket/prefix/")
     fs = filesystem(scheme, source, min(source.read_timeout_seconds, _LIST_REQUEST_TIMEOUT))
@@ -41,7 +41,7 @@ def list_remote(scheme: str, path: str, source: Source, match: Callable[[str], b
     return refs
 
 
-def _remote_hint(scheme: str, source: Source, what: str) -> str:
+def _remote_hint(scheme: str, source: SourceSpec, what: str) -> str:
     if scheme == "s3":
         where = f"endpoint {source.endpoint}" if source.endpoint else "AWS S3"
         return (f"spec.source.uri: {what}; check that {where} is reachable (spec.source.endpoint), "
@@ -69,7 +69,7 @@ def read_remote(fs, path: str, uri: str, limit: int) -> bytes:
         raise ReadError(f"{uri}: {type(err).__name__}: {err}") from err
 
 
-def filesystem(scheme: str, source: Source, request_timeout: float | None = None):
+def filesystem(scheme: str, source: SourceSpec, request_timeout: float | None = None):
     timeout = float(request_timeout or source.read_timeout_seconds)
     return cached_filesystem(scheme, source.endpoint, source.region, timeout)
 
