@@ -43,7 +43,7 @@ from .job_status import (
 )
 from .rules import cluster_rule_errors
 
-Target = Literal["any", "cluster", "local"]
+Target = Literal["any", "cluster"]
 
 
 def parse_job(obj: Any, target: Target = "any") -> ExtractionJob:

@@ -12,6 +12,7 @@ import hashlib
 
 KUBERAY_NAME_LIMIT = 47
 MAX_ATTEMPT_DIGITS = 2  # retries.limit <= 20 plus resumes: attempts stay below 100
+MAX_ATTEMPT = 10**MAX_ATTEMPT_DIGITS - 1
 _HASH_LEN = 5
 # <name>-<hash5>-a<NN>
 MAX_JOB_NAME_LENGTH = KUBERAY_NAME_LIMIT - (1 + _HASH_LEN) - (2 + MAX_ATTEMPT_DIGITS)

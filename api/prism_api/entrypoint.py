@@ -1,38 +1,40 @@
-"""The RayJob entrypoint and the pipeline's outcome: what the operator writes and the driver reads,
-and what the driver reports back. One writer and one parser each (round-trip tested).
+"""The RayJob entrypoint: the command line the operator writes and the driver parses. One writer
+(`Entrypoint.command`) and one parser (`Entrypoint.parse`, whose options the driver's own argument
+parser also registers with `add_arguments`), round-trip tested.
 
-The job document travels as `--job <base64url(zlib(JSON))>`: no shell pass between the RayJob and
-the driver (the submitter's `bash -c`, `ray job submit`'s re-joining, Ray's `/bin/sh`) acts on
-base64url, and compression keeps large specs well under Linux's 128 KiB limit on one argument
-(MAX_ARG_STRLEN), past which the submitter fails with "Argument list too long".
-
-The outcome is the pipeline's own verdict on a job (for example TooManyFailedFiles), so the
-operator is told why a job failed instead of inferring it from counters that may have died with
-the driver. The driver serves it on the progress endpoint (`prism_pipeline_outcome{outcome=...}`)
-and prints it as the last line of its log (`OUTCOME_MARKER {...}`), which Ray keeps in the job's
-failure message and KubeRay copies into the RayJob's `status.message`.
+The job document (the whole ExtractionJob object: apiVersion, kind, metadata, spec) travels as
+`--job <base64url(zlib(JSON))>`: no shell pass between the RayJob and the driver (the submitter's
+`bash -c`, `ray job submit`'s re-joining, Ray's `/bin/sh`) acts on base64url, and compression keeps
+large specs well under Linux's 128 KiB limit on one argument (MAX_ARG_STRLEN), past which the
+submitter fails with "Argument list too long". The driver validates the document with
+`prism_api.parse_job`, the one job loader both sides share.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
-import re
+import shlex
 import zlib
 from dataclasses import dataclass
-from enum import StrEnum
 
+from .child_names import MAX_ATTEMPT
+from .job import API_VERSION, KIND, ExtractionJob
+from .progress_report import PROGRESS_PORT
+
+MODULE = "prism_pipeline"
+COMMAND = "run"
 JOB_ARG = "--job"
 ATTEMPT_ARG = "--attempt"
 PROGRESS_PORT_ARG = "--progress-port"
+
 # An encoded document above this is refused before a RayJob is created (the submitter's bash -c
 # command line also carries the rest of the entrypoint and `ray job submit`'s own options).
 MAX_ENCODED_BYTES = 96 * 1024
 # A decoded document above this is refused by the driver (a zlib bomb is not a job).
 MAX_DECODED_BYTES = 16 * 1024 * 1024
-
-OUTCOME_MARKER = "PRISM_OUTCOME"
 
 
 class EntrypointError(ValueError):
@@ -66,44 +68,83 @@ def decode_document(encoded: str) -> dict:
     return document
 
 
-def build_entrypoint(document: dict, attempt: int, progress_port: int) -> str:
-    """The RayJob's `spec.entrypoint`."""
-    return (f"python -m prism_pipeline run {JOB_ARG} {encode_document(document)} "
-            f"{ATTEMPT_ARG} {int(attempt)} {PROGRESS_PORT_ARG} {int(progress_port)}")
+def _attempt(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_ATTEMPT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_ATTEMPT} (got {value})")
+    return value
 
 
-class Outcome(StrEnum):
-    """How one attempt of the pipeline ended, in its own words."""
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 0-65535 (got {value})")
+    return value
 
-    SUCCEEDED = "Succeeded"
-    TOO_MANY_FAILED_FILES = "TooManyFailedFiles"  # above failurePolicy.maxFailedFileRatio: retrying won't help
-    INVALID_SPEC = "InvalidSpec"                  # the driver refused the document: retrying won't help
-    FAILED = "Failed"                             # anything else (crash, stall, sink down): may be retried
 
-    def retryable(self) -> bool:
-        return self is Outcome.FAILED
+def add_arguments(parser: argparse.ArgumentParser | argparse._ActionsContainer, job_required: bool = True) -> None:
+    """Register the entrypoint's options (the driver's parser adds its local ones beside them).
+    `--job` stays encoded here; `Entrypoint.from_args` decodes it."""
+    if job_required:
+        parser.add_argument(JOB_ARG, dest="job", metavar="ENCODED", required=True,
+                            help="the ExtractionJob as the operator encodes it (base64url of zlib-compressed JSON)")
+    parser.add_argument(ATTEMPT_ARG, dest="attempt", type=_attempt, default=1,
+                        help="which attempt of the job this is, from 1 (labels the progress samples)")
+    parser.add_argument(PROGRESS_PORT_ARG, dest="progress_port", type=_port, default=PROGRESS_PORT,
+                        help=f"Prometheus progress endpoint port on the driver's node (default {PROGRESS_PORT})")
+
+
+def job_document(job: ExtractionJob) -> dict:
+    """What the entrypoint carries: the job's identity and its spec in wire form (the driver reads
+    it back with prism_api.parse_job)."""
+    m = job.metadata
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid},
+        "spec": job.spec.to_wire(),
+    }
 
 
 @dataclass(frozen=True)
-class OutcomeReport:
-    outcome: Outcome
-    message: str = ""
+class Entrypoint:
+    """What one RayJob attempt runs: the job document, the attempt number and the progress port."""
 
-    def to_line(self) -> str:
-        return f"{OUTCOME_MARKER} " + json.dumps({"outcome": self.outcome.value, "message": self.message[:2000]},
-                                                 sort_keys=True)
+    document: dict
+    attempt: int = 1
+    progress_port: int = PROGRESS_PORT
 
     @classmethod
-    def from_text(cls, text: str) -> OutcomeReport | None:
-        """The last outcome line in `text` (a driver log, or a RayJob's status.message), if any."""
-        found = None
-        for match in _OUTCOME_LINE.finditer(text or ""):
-            try:
-                data = json.loads(match.group(1))
-                found = cls(Outcome(data["outcome"]), str(data.get("message", "")))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return found
+    def for_job(cls, job: ExtractionJob, attempt: int, progress_port: int = PROGRESS_PORT) -> Entrypoint:
+        return cls(job_document(job), attempt, progress_port)
+
+    def command(self) -> str:
+        """The RayJob's `spec.entrypoint`. Raises EntrypointError when the document is too large."""
+        argv = ["python", "-m", MODULE, COMMAND, JOB_ARG, encode_document(self.document),
+                ATTEMPT_ARG, str(_attempt(str(self.attempt))), PROGRESS_PORT_ARG, str(_port(str(self.progress_port)))]
+        return shlex.join(argv)
+
+    @classmethod
+    def parse(cls, command: str) -> Entrypoint:
+        """Read back a command written by `command()`. Raises EntrypointError."""
+        argv = shlex.split(command)
+        if argv[:4] != ["python", "-m", MODULE, COMMAND]:
+            raise EntrypointError(f"not a Prism entrypoint: {command[:80]!r}")
+        parser = _Parser(prog=f"python -m {MODULE} {COMMAND}", add_help=False)
+        add_arguments(parser)
+        return cls.from_args(parser.parse_args(argv[4:]))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Entrypoint:
+        return cls(decode_document(args.job), args.attempt, args.progress_port)
 
 
-_OUTCOME_LINE = re.compile(re.escape(OUTCOME_MARKER) + r" (\{[^\n]*\})")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # raise instead of exiting
+        raise EntrypointError(message)

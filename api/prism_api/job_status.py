@@ -20,8 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from .fields import PrismModel
-
-MAX_FAILURE_SAMPLES = 10
+from .progress_report import MAX_FAILURE_SAMPLES  # noqa: E402  (one bound for report and status)
 
 
 class Phase(StrEnum):

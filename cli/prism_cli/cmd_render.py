@@ -22,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from prism_api import SpecError, parse_job
+    from prism_api.child_names import MAX_ATTEMPT
     from prism_api.entrypoint import EntrypointError
     from prism_operator.builders import build_ray_cluster, build_ray_job
-    from prism_operator.builders.rayjob import MAX_ATTEMPT
 
     from .manifests import documents_of
 

@@ -25,7 +25,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from prism_api import SpecError, parse_job
-    from prism_pipeline.jobspec import JobArg
 
     from .manifests import ManifestError, read_documents
 
@@ -39,16 +38,17 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        job = parse_job(docs[0].body, target="local")
+        job = parse_job(docs[0].body)
     except SpecError as exc:
         for err in exc.errors:
             print(f"{docs[0].where}: {err}", file=sys.stderr)
         return 2
-    spec = job.spec.model_copy(update={"incremental": False}) if args.full else job.spec
+    if args.full:
+        job = job.model_copy(update={"spec": job.spec.model_copy(update={"incremental": False})})
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from prism_pipeline.runner import execute, start_ray
 
-    start_ray(spec, verbose=args.verbose)
-    return execute(JobArg(job.metadata.name, job.metadata.uid, spec), state_dir=args.state_dir,
+    start_ray(job.spec, verbose=args.verbose)
+    return execute(job, state_dir=args.state_dir,
                    progress_port=args.progress_port, show_bar=not args.no_progress_bar)

@@ -11,9 +11,9 @@ HELP = "Check ExtractionJob manifests; print each problem as FILE: FIELD: MESSAG
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests (multi-document allowed)")
     parser.add_argument(
-        "--for", dest="target", choices=("any", "cluster", "local"), default="any",
-        help="also apply the rules of where the job will run: 'cluster' (the operator: needs a Qdrant "
-        "url and a remote source) or 'local' (`prism run`). Default: the contract alone.",
+        "--for", dest="target", choices=("any", "cluster"), default="any",
+        help="'cluster' also applies the rules of jobs the operator runs (a Qdrant url and a remote "
+        "source). Default: the contract alone, which is what `prism run` checks.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 

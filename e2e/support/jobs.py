@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from prism_pipeline.sink.collection import files_collection
+from prism_api.conventions import JOB_LABEL, files_collection
 
 from .kubectl import Kubectl
 from .qdrant import QdrantHTTP
@@ -16,8 +16,6 @@ from .waiting import wait_for
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 TERMINAL = ("Succeeded", "Failed")
-JOB_LABEL = "prism.dev/extraction-job"
-ATTEMPT_LABEL = "prism.dev/attempt"
 CLUSTER_LABEL = "ray.io/cluster"  # KubeRay labels every pod of a RayCluster with it
 
 

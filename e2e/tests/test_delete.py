@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from e2e.support.waiting import wait_for
+from prism_api.conventions import FINALIZER
 
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 1200
 GONE_TIMEOUT = 300
-FINALIZER = "prism.dev/finalizer"  # operator/prism_operator/settings.py
 
 
 def test_delete_running_job_removes_its_children(jobs):

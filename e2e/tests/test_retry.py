@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.support.jobs import ATTEMPT_LABEL
+from prism_api.conventions import ATTEMPT_LABEL
 
 pytestmark = pytest.mark.e2e
 

@@ -18,14 +18,16 @@ import aiohttp
 from pydantic import ValidationError
 
 from prism_api import ExtractionJob, ExtractionJobStatus, Phase, SpecError, parse_job
+from prism_api.child_names import MAX_ATTEMPT
+from prism_api.progress_report import ProgressReport, ReportIdentity
 
 from . import operator_metrics as metrics
 from .builders import build_ray_cluster, build_ray_job
 from .builders.raycluster import cluster_name_for
-from .builders.rayjob import MAX_ATTEMPT, entrypoint_error, rayjob_name_for, submission_id
+from .builders.rayjob import entrypoint_error, rayjob_name_for, submission_id
 from .dashboard_client import RayJobState, dashboard_url, get_job_state, stop_job
 from .k8s_api import KubeApi, KubeApiError, NamespaceTerminating
-from .progress_scraper import ProgressIdentity, ProgressSnapshot, fetch_progress, progress_url
+from .progress_scraper import fetch_progress, progress_url
 from .settings import OperatorConfig
 from .status.derive import cluster_state, derive
 from .status.model import (
@@ -89,17 +91,17 @@ class JobMemory:
     last_status: ExtractionJobStatus | None = None
     # The last good progress reading, of this attempt: a failed read (the head restarting, the driver
     # gone) must not erase the pipeline's outcome.
-    progress: ProgressSnapshot | None = None
+    progress: ProgressReport | None = None
     progress_attempt: int = 0
     # The submission being stopped through the dashboard, and since when (bounds the wait).
     fencing: str = ""
     fencing_since: datetime | None = None
 
-    def remember_progress(self, attempt: int, snapshot: ProgressSnapshot | None) -> ProgressSnapshot | None:
+    def remember_progress(self, attempt: int, report: ProgressReport | None) -> ProgressReport | None:
         if attempt != self.progress_attempt:
             self.progress, self.progress_attempt = None, attempt
-        if snapshot is not None:
-            self.progress = snapshot
+        if report is not None:
+            self.progress = report
         return self.progress
 
     def remember_fencing(self, submission: str, now: datetime) -> None:
@@ -142,7 +144,7 @@ class Reconciler:
             problems = pod_problems(await self.api.list_cluster_pods(namespace, cluster_name))
         progress = None
         if cluster is not None and rayjob_name and cluster_state(cluster) != "suspended":
-            identity = ProgressIdentity(job.metadata.name, namespace, old.attempt)
+            identity = ReportIdentity(job.metadata.name, namespace, old.attempt)
             progress = await self._read_progress(namespace, head_service(cluster, cluster_name), old.phase,
                                                  identity)
         submission = submission_id(rayjob, rayjob_name) if rayjob_name else ""
@@ -155,14 +157,14 @@ class Reconciler:
         )
 
     async def _read_progress(self, namespace: str, service: str, phase: Phase,
-                             identity: ProgressIdentity) -> ProgressSnapshot | None:
+                             identity: ReportIdentity) -> ProgressReport | None:
         url = progress_url(self.config.progress_url_template, namespace, service)
         reading = await fetch_progress(self.session, url, self.config.progress_timeout, identity)
         if reading.error:
             # Expected while the head starts or between attempts; worth a line once running.
             level = logging.INFO if phase == Phase.RUNNING else logging.DEBUG
             log.log(level, "progress endpoint not readable: %s", reading.error)
-        return reading.snapshot
+        return reading.report
 
     def _dashboard(self, namespace: str, cluster: dict | None, cluster_name: str) -> str:
         return dashboard_url(self.config.dashboard_url_template, namespace, head_service(cluster or {}, cluster_name))

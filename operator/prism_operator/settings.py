@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 
 import kopf
 
+from prism_api.conventions import DOMAIN, FINALIZER, LAST_HANDLED_ANNOTATION
+
 ENV_PREFIX = "PRISM_"
 DEFAULT_PROGRESS_URL = "http://{service}.{namespace}.svc:{port}{path}"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
@@ -135,10 +137,10 @@ def _digest(essence) -> str:
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # kopf's bookkeeping goes to annotations: status belongs to the ExtractionJob's users (DESIGN §3).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="prism.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
     settings.persistence.diffbase_storage = DigestDiffBaseStorage(
-        prefix="prism.dev", key="last-handled-digest")
-    settings.persistence.finalizer = "prism.dev/finalizer"
+        prefix=DOMAIN, key=LAST_HANDLED_ANNOTATION.removeprefix(DOMAIN + "/"))
+    settings.persistence.finalizer = FINALIZER
     # Events come from our own explicit calls; kopf's handler log lines would flood `kubectl describe`.
     settings.posting.level = logging.ERROR
     settings.execution.default_backoff = config.retry_backoff

@@ -14,11 +14,12 @@ import pytest
 import yaml
 
 from prism_api import MAX_JOB_NAME_LENGTH, ExtractionJob, parse_job, parse_spec
-from prism_api.entrypoint import EntrypointError, decode_document
-from prism_api.progress_report import ENV_QDRANT_API_KEY, PROGRESS_PORT
+from prism_api.conventions import ENV_QDRANT_API_KEY
+from prism_api.entrypoint import EntrypointError, decode_document, job_document
+from prism_api.progress_report import PROGRESS_PORT
 from prism_operator.builders import build_entrypoint, build_ray_cluster, build_ray_job
 from prism_operator.builders.raycluster import owned_cluster_name
-from prism_operator.builders.rayjob import entrypoint_error, pipeline_document, rayjob_name_for
+from prism_operator.builders.rayjob import entrypoint_error, rayjob_name_for
 
 from .conftest import BASE_JOB
 from .kuberay_schema import pruned_fields, schema_errors, schema_for
@@ -149,7 +150,7 @@ def test_entrypoint_round_trips_through_a_shell():
     assert argv[4] == "--job" and argv[6:] == ["--attempt", "3", "--progress-port", str(PROGRESS_PORT)]
     assert re.fullmatch(r"[A-Za-z0-9_-]+", argv[5])  # base64url: nothing for a shell to act on
     document = decode_document(argv[5])
-    assert document == pipeline_document(tricky)
+    assert document == job_document(tricky)
     assert document["metadata"] == {"name": "campaign", "namespace": "media", "uid": UID}
     assert document["apiVersion"] == "prism.dev/v1alpha1" and document["kind"] == "ExtractionJob"
     assert parse_spec(document["spec"], target="cluster") == tricky.spec

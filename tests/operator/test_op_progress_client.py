@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from prism_api.progress_report import ReportIdentity
 from prism_operator.dashboard_client import dashboard_url, get_job_state, stop_job
-from prism_operator.progress_scraper import ProgressIdentity, fetch_progress, progress_url
+from prism_operator.progress_scraper import fetch_progress, progress_url
 
 from .conftest import free_port, progress_text
 
@@ -61,28 +62,28 @@ async def endpoint():
     await runner.cleanup()
 
 
-ME = ProgressIdentity("campaign", "media", 1)
+ME = ReportIdentity("campaign", "media", 1)
 
 
 async def test_fetch_results(endpoint):
     async with aiohttp.ClientSession() as session:
         ok = await fetch_progress(session, f"{endpoint}/metrics", timeout=2, identity=ME)
-        assert ok.error == "" and ok.snapshot.files_done == 2 and ok.snapshot.items == {"text": 7}
+        assert ok.error == "" and ok.report.counts.files_done == 2 and ok.report.counts.items == {"text": 7}
 
         slow = await fetch_progress(session, f"{endpoint}/slow", timeout=0.3, identity=ME)
-        assert slow.snapshot is None and "no answer within 0.3s" in slow.error
+        assert slow.report is None and "no answer within 0.3s" in slow.error
 
         broken = await fetch_progress(session, f"{endpoint}/broken", timeout=2, identity=ME)
-        assert broken.snapshot is None and "HTTP 500" in broken.error
+        assert broken.report is None and "HTTP 500" in broken.error
 
         garbage = await fetch_progress(session, f"{endpoint}/garbage", timeout=2, identity=ME)
-        assert garbage.snapshot is None and "invalid Prometheus text" in garbage.error
+        assert garbage.report is None and "invalid Prometheus text" in garbage.error
 
         other = await fetch_progress(session, f"{endpoint}/other", timeout=2, identity=ME)
-        assert other.snapshot is None and "no samples of job media/campaign attempt 1" in other.error
+        assert other.report is None and "no samples of job media/campaign attempt 1" in other.error
 
         refused = await fetch_progress(session, f"http://127.0.0.1:{free_port()}/metrics", timeout=2, identity=ME)
-        assert refused.snapshot is None and "ClientConnectorError" in refused.error
+        assert refused.report is None and "ClientConnectorError" in refused.error
 
 
 async def test_dashboard_results(endpoint):

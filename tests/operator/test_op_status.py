@@ -10,15 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from prism_api import Condition, ExtractionJobStatus, Phase, Progress, parse_job
-from prism_api.entrypoint import Outcome, OutcomeReport
+from prism_api.outcome import Outcome, OutcomeReport
+from prism_api.progress_report import Counts, ProgressReport, ReportIdentity
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.dashboard_client import RayJobState
-from prism_operator.progress_scraper import (
-    ProgressFormatError,
-    ProgressIdentity,
-    ProgressSnapshot,
-    parse_progress,
-)
 from prism_operator.status.derive import FENCE_TIMEOUT_SECONDS, derive
 from prism_operator.status.model import (
     CreateCluster,
@@ -32,7 +27,7 @@ from prism_operator.status.model import (
 from prism_operator.status.patch import merge_patch
 from prism_operator.status.pods import pod_problems
 
-from .conftest import BASE_JOB, progress_text
+from .conftest import BASE_JOB, NAMESPACE
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 T0 = "2026-11-22T11:59:00Z"  # one minute before NOW
@@ -198,11 +193,17 @@ def test_resume_does_not_spend_a_retry_and_restarts_the_clock():
     assert st.start_time == "2026-11-22T12:00:00Z"
 
 
+def reading(files_total: int, outcome: Outcome | None = None, **counts) -> ProgressReport:
+    """A progress reading as the operator gets it from the endpoint."""
+    return ProgressReport(ReportIdentity("campaign", NAMESPACE, 1), files_total=files_total,
+                          counts=Counts(**counts), outcome=outcome)
+
+
 RETRYABLE = {"retries": {"limit": 3}, "failurePolicy": {"maxFailedFileRatio": 0.1}}
 
 
 def test_too_many_failed_files_served_by_the_pipeline_is_not_retried():
-    snap = ProgressSnapshot(files_total=10, files_done=5, files_failed=5, outcome=Outcome.TOO_MANY_FAILED_FILES)
+    snap = reading(10, Outcome.TOO_MANY_FAILED_FILES, files_done=5, files_failed=5)
     d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Complete", "exit code 1"),
                        progress=snap))
     assert d.status.phase == Phase.FAILED and d.status.reason == "TooManyFailedFiles"
@@ -221,7 +222,7 @@ def test_final_outcome_printed_in_rays_message_is_not_retried(outcome):
 
 def test_counters_alone_do_not_decide_the_outcome():
     """Many failed files without the pipeline's verdict: a plain failure, retried."""
-    snap = ProgressSnapshot(files_total=10, files_done=5, files_failed=5)
+    snap = reading(10, files_done=5, files_failed=5)
     d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Complete", "OOM"), progress=snap))
     assert (d.status.phase, d.status.reason) == (Phase.RUNNING, "Retrying")
     assert d.actions == (CreateRayJob(2),)
@@ -395,7 +396,7 @@ def test_transition_times_hold_while_status_holds():
 def test_progress_rates_and_no_change_no_patch():
     old = status(Phase.RUNNING, progress=Progress(files_total=100, files_done=10, summary="10/100", percent=10,
                                                    last_update_time=T0))
-    snap = ProgressSnapshot(files_total=100, files_done=40, items={"text": 600}, points_written=600)
+    snap = reading(100, files_done=40, items={"text": 600}, points_written=600)
     st = derive(observe(old, rj=rayjob("RUNNING"), progress=snap)).status
     p = st.progress
     assert (p.summary, p.percent, p.items_per_second, p.eta_seconds) == ("40/100", 40, 10.0, 120)
@@ -423,41 +424,3 @@ def test_pod_problems_picks_stuck_pods_only():
             {"state": {"waiting": {"reason": "ContainerCreating"}}}]}},
     ]
     assert pod_problems(pods) == ["pod h: ErrImagePull: not found", "pod w: Unschedulable: no GPU"]
-
-
-ME = ProgressIdentity("campaign", "media", 1)
-
-
-def test_parse_progress_reads_sample_names():
-    text = progress_text(total=7, done=3, failed=1, skipped=2, points=30, items={"text": 12, "faces": 4},
-                         finished=True, samples=[("s3://b/x.pdf", "decode", 'bad "xref"')])
-    snap = parse_progress(text, ME)
-    assert (snap.files_total, snap.files_done, snap.files_failed, snap.files_skipped) == (7, 3, 1, 2)
-    assert snap.items == {"text": 12, "faces": 4} and snap.points_written == 30
-    assert snap.failure_samples == (("s3://b/x.pdf", "decode", 'bad "xref"'),)
-    assert snap.finished and snap.cpu_seconds == 12.5 and snap.outcome is None
-    with pytest.raises(ProgressFormatError):
-        parse_progress("prism_files_total{ 3\n", ME)
-
-
-def test_parse_progress_keeps_only_this_jobs_attempt():
-    mine = progress_text(total=7, done=3, items={"text": 12})
-    others = [progress_text(total=99, done=98, items={"text": 999}, job="other"),
-              progress_text(total=99, done=98, items={"text": 999}, attempt=2),
-              progress_text(total=99, done=98, items={"text": 999}, namespace="elsewhere"),
-              progress_text(total=99, done=98, items={"text": 999}, job=None, namespace=None, attempt=None)]
-    for other in others:
-        assert parse_progress(other, ME) is None
-        # On a shared endpoint, the other job's samples are ignored (families mix in one text).
-        untyped = "".join(line + "\n" for line in other.splitlines() if not line.startswith("#"))
-        snap = parse_progress(untyped + mine, ME)
-        assert (snap.files_total, snap.files_done, snap.items) == (7, 3, {"text": 12})
-    # Older pipelines without namespace/attempt labels are read by their job label.
-    snap = parse_progress(progress_text(total=4, done=1, namespace=None, attempt=None), ME)
-    assert snap.files_total == 4
-
-
-def test_parse_progress_reads_the_outcome():
-    text = progress_text(total=10, done=2, failed=8, finished=True, outcome="TooManyFailedFiles")
-    assert parse_progress(text, ME).outcome == Outcome.TOO_MANY_FAILED_FILES
-    assert parse_progress(progress_text(total=1, done=1, outcome="SomethingNew"), ME).outcome is None

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from prism_api.entrypoint import Outcome, OutcomeReport, build_entrypoint
+from prism_api.entrypoint import Entrypoint
+from prism_api.outcome import Outcome, OutcomeReport
 
 from .conftest import ROOT, write_media
 
@@ -34,7 +35,7 @@ def test_hung_extractor_fails_the_job_with_the_stall_timeout(tmp_path):
     }
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    entrypoint = shlex.split(build_entrypoint(job, attempt=2, progress_port=0))
+    entrypoint = shlex.split(Entrypoint(job, attempt=2, progress_port=0).command())
     assert entrypoint[:3] == ["python", "-m", "prism_pipeline"]
     proc = subprocess.run(
         [sys.executable, *entrypoint[1:], "--linger-seconds", "0", "--no-progress-bar",
@@ -50,9 +51,10 @@ def test_hung_extractor_fails_the_job_with_the_stall_timeout(tmp_path):
 
 
 def test_invalid_spec_exits_2_naming_the_field(tmp_path):
-    bad = {"source": {"uri": str(tmp_path)}, "extractors": [{"name": "x", "kind": "text-embedding",
-                                                             "concurrency": {"min": 0}}],
-           "sink": {"qdrant": {"collection": "c"}}}
+    bad = {"apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob", "metadata": {"name": "bad"},
+           "spec": {"source": {"uri": str(tmp_path)},
+                    "extractors": [{"name": "x", "kind": "text-embedding", "concurrency": {"min": 0}}],
+                    "sink": {"qdrant": {"collection": "c"}}}}
     proc = subprocess.run([sys.executable, "-m", "prism_pipeline", "run", "--spec", json.dumps(bad)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

@@ -3,7 +3,6 @@ entrypoint's spec loading, one extractor stage, collections and model resolution
 
 from __future__ import annotations
 
-import json
 import urllib.request
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 
 from prism_api import ExtractorSpec
 from prism_api import progress_report as metrics
+from prism_api.progress_report import Counts, FailedFile
 from prism_pipeline import rows as R
 from prism_pipeline.extract_stage import ExtractorStage
 from prism_pipeline.extractors import ExtractorError, build, build_all
-from prism_pipeline.jobspec import JobArgError, load
 from prism_pipeline.ledger import FileTracker
 from prism_pipeline.model_uris import ModelError, resolve
 from prism_pipeline.points import point_id, to_point
@@ -78,9 +77,8 @@ def test_markers_count_failed_skipped_and_empty_files():
 
 
 def test_progress_endpoint_serves_the_contract_metric_names():
-    state = ProgressState("job1")
-    state.files_total = 3
-    state.add({"files_done": 2, "decodes": 3, "items:text": 7}, [{"uri": "/a", "stage": "decode", "error": 'bad "x"'}])
+    state = ProgressState("job1", files_total=3)
+    state.add(Counts(files_done=2, decodes=3, items={"text": 7}), [FailedFile("/a", "decode", 'bad "x"')])
     server = serve(state, 0, host="127.0.0.1")
     try:
         port = server.server_address[1]
@@ -138,23 +136,6 @@ def test_a_transient_failure_is_retried_until_it_succeeds():
 
     call_with_retries(upsert, "upsert", sleep=lambda s: None)
     assert outcomes == []
-
-
-def test_entrypoint_accepts_operator_json_bare_spec_and_yaml(tmp_path):
-    spec = {"source": {"uri": "s3://b/p/"}, "extractors": [{"name": "t", "kind": "text-embedding"}],
-            "sink": {"qdrant": {"collection": "c", "url": "http://q:6333"}}}
-    job = load(json.dumps({"apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob",
-                           "metadata": {"name": "j1", "namespace": "ns", "uid": "u-1"}, "spec": spec}))
-    assert (job.name, job.uid, job.spec.sink.qdrant.url) == ("j1", "u-1", "http://q:6333")
-    assert load(json.dumps(spec)).spec.source.uri == "s3://b/p/"
-    path = tmp_path / "job.yaml"
-    path.write_text("source: {uri: /data}\nextractors: [{name: t, kind: text-embedding}]\n"
-                    "sink: {qdrant: {collection: c}}\n")
-    assert load(str(path)).spec.source.uri == "/data"
-    with pytest.raises(JobArgError, match="not valid JSON"):
-        load("{nope")
-    with pytest.raises(JobArgError, match="neither inline JSON nor a readable file"):
-        load(str(tmp_path / "missing.yaml"))
 
 
 def test_a_failing_item_does_not_cost_its_batch_mates():
@@ -245,5 +226,5 @@ def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint():
         busy.listen(1)
         actor = ProgressActor("j", 1, busy.getsockname()[1])
         assert actor.port() is None and "cannot serve progress" in actor.serve_error()
-        actor.add({"files_done": 1})
-        assert actor.snapshot()["counts"]["files_done"] == 1
+        actor.add(Counts(files_done=1))
+        assert actor.snapshot().counts.files_done == 1

@@ -1,45 +1,40 @@
-"""`python -m prism_pipeline run (--job ENCODED | --spec FILE|JSON) [--attempt N] [--progress-port 9090]`:
+"""`python -m prism_pipeline run (--job ENCODED | --spec JSON) [--attempt N] [--progress-port 9090]`:
 the RayJob entrypoint.
 
-The operator passes the job with `--job` (its {"apiVersion", "kind", "metadata", "spec"} object,
-encoded by spec.entrypoint.build_entrypoint) and the attempt number; `--spec` takes a YAML/JSON file
-path or inline JSON (the whole object or a bare spec) for local tooling. Exit status 0 when the job
-succeeded, 1 when it failed, 2 for a bad invocation or an invalid spec. The last line of stdout is
-the verdict (spec.entrypoint.OutcomeReport), also served on the progress endpoint.
+The operator writes the command with prism_api.entrypoint.Entrypoint (the job document, encoded,
+and the attempt number); this parser registers the same options with its `add_arguments`. `--spec`
+takes the same document as JSON (inline, or a path to a .json file) for local tooling; `prism run`
+reads YAML manifests. Either way the document is an ExtractionJob object, validated by
+prism_api.parse_job, the one job loader. Exit status 0 when the job succeeded, 1 when it failed, 2
+for a bad invocation or an invalid job. The last line of stdout is the verdict
+(prism_api.outcome.OutcomeReport), also served on the progress endpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from pathlib import Path
 
-from prism_api import progress_report as metrics
-from prism_api.entrypoint import ATTEMPT_ARG, JOB_ARG, PROGRESS_PORT_ARG
+from prism_api import ExtractionJob, SpecError, parse_job
+from prism_api import entrypoint as ep
 
 
-def _attempt(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
+class JobArgError(ValueError):
+    """The job named by --job or --spec is refused; the message names the option and the problem."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prism_pipeline")
+    parser = argparse.ArgumentParser(prog=f"python -m {ep.MODULE}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one ExtractionJob on the Ray cluster in RAY_ADDRESS (or a local one)")
+    run = sub.add_parser(ep.COMMAND, help="run one ExtractionJob on the Ray cluster in RAY_ADDRESS (or a local one)")
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument(JOB_ARG, dest="job", metavar="ENCODED",
+    source.add_argument(ep.JOB_ARG, dest="job", metavar="ENCODED",
                         help="the ExtractionJob as the operator encodes it (base64url of zlib-compressed JSON)")
-    source.add_argument("--spec", help="inline JSON, or a path to a YAML/JSON file")
-    run.add_argument(ATTEMPT_ARG, dest="attempt", type=_attempt, default=1,
-                     help="which attempt of the job this is, from 1 (labels the progress samples)")
-    run.add_argument(PROGRESS_PORT_ARG, dest="progress_port", type=int, default=metrics.PROGRESS_PORT,
-                     help=f"Prometheus progress endpoint port on the driver's node (default {metrics.PROGRESS_PORT})")
+    source.add_argument("--spec", help="the ExtractionJob as JSON: inline, or a path to a .json file")
+    ep.add_arguments(run, job_required=False)
     run.add_argument("--state-dir", default=".prism", help="embedded Qdrant and failure ledger (local sinks)")
     run.add_argument("--linger-seconds", type=float, default=15.0,
                      help="keep serving the final progress this long after the job ends (for the operator)")
@@ -48,19 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_job(args: argparse.Namespace):
-    """The JobArg that --job or --spec names; raises jobspec.JobArgError when it is refused."""
-    from prism_pipeline.jobspec import load, load_encoded
-
-    return load_encoded(args.job) if args.job is not None else load(args.spec)
+def load_job(args: argparse.Namespace) -> ExtractionJob:
+    """The ExtractionJob that --job or --spec names. Raises JobArgError."""
+    if args.job is not None:
+        where = ep.JOB_ARG
+        try:
+            document = ep.decode_document(args.job)
+        except ep.EntrypointError as err:
+            raise JobArgError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
+    else:
+        where, text = "--spec", args.spec.strip()
+        if not text.startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise JobArgError(f"--spec: {text[:200]!r} is neither inline JSON nor a readable file")
+            where, text = str(path), path.read_text()
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise JobArgError(f"{where}: not valid JSON: {err}") from None
+    try:
+        return parse_job(document)
+    except SpecError as err:
+        raise JobArgError(f"{where}: invalid ExtractionJob:\n{err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from prism_api.entrypoint import Outcome, OutcomeReport
-    from prism_pipeline.jobspec import JobArgError
+    from prism_api.outcome import Outcome, OutcomeReport
     from prism_pipeline.runner import execute, report_outcome, start_ray
 
     try:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from prism_api.progress_report import ProgressReport
 from prism_pipeline.pipeline import JobResult
 
 POLL_S = 0.5
@@ -71,17 +72,16 @@ class ProgressBar:
                 last_plain = time.monotonic()
             self.out.flush()
 
-    def render(self, snap: dict[str, Any]) -> str:
-        c, total = snap["counts"], snap["files_total"]
-        finished = c.get("files_done", 0) + c.get("files_failed", 0) + c.get("files_skipped", 0)
+    def render(self, report: ProgressReport) -> str:
+        c, total = report.counts, report.files_total
+        finished = c.files_finished
         frac = finished / total if total else 1.0
         filled = int(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.monotonic() - self._started
-        items = sum(v for k, v in c.items() if k.startswith("items:"))
-        return (f"{self.name} [{bar}] {int(finished)}/{total} files  {int(c.get('files_failed', 0))} failed  "
-                f"{int(c.get('files_skipped', 0))} skipped  {int(items)} items  "
-                f"{int(c.get('points', 0))} points  {_clock(elapsed)}")
+        return (f"{self.name} [{bar}] {finished}/{total} files  {c.files_failed} failed  "
+                f"{c.files_skipped} skipped  {sum(c.items.values())} items  "
+                f"{c.points_written} points  {_clock(elapsed)}")
 
 
 def _clock(seconds: float) -> str:

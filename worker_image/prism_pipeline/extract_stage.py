@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from prism_api import ExtractorSpec
+from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, Vector, build
 
@@ -34,11 +35,9 @@ class ExtractorStage:
         chosen = [r for r in rows if r["status"] == R.ITEM and self.extractor.accepts(r)]
         failed = self._apply(chosen) if chosen else 0
         if self.progress is not None:
-            counts = {f"items:{self.name}": len(chosen) - failed, "cpu_seconds": time.process_time() - started_cpu}
-            if failed:
-                counts[f"items_failed:{self.name}"] = failed
-            if self.gpu:
-                counts["gpu_seconds"] = time.monotonic() - started_wall
+            counts = Counts(items={self.name: len(chosen) - failed}, cpu_seconds=time.process_time() - started_cpu,
+                            items_failed={self.name: failed} if failed else {},
+                            gpu_seconds=time.monotonic() - started_wall if self.gpu else 0.0)
             self.progress.add.remote(counts)  # fire-and-forget, once per batch
         return R.to_batch(rows) if rows else R.empty_batch()
 

@@ -19,9 +19,9 @@ import uuid
 from typing import Any
 
 from prism_api import ExtractionJobSpec
+from prism_api.conventions import files_collection
 from prism_pipeline.extractors import Extractor
 
-from .sink.collection import files_collection
 from .sink.server import call_with_retries
 
 RETRIEVE_CHUNK = 256

@@ -13,14 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prism_api.progress_report import Counts, FailedFile
 from prism_pipeline import rows as R
 
-
-@dataclass(frozen=True)
-class Failure:
-    uri: str
-    stage: str    # read, decode, an extractor name, or pipeline
-    error: str
+# A failed file: uri, stage (read, decode, an extractor name, or pipeline) and error.
+Failure = FailedFile
 
 
 @dataclass
@@ -94,16 +91,11 @@ class FileTracker:
             if uri not in self._finished_uris:
                 self._fail(uri, "pipeline", f"{uri}: no outcome came through the pipeline")
 
-    def counts(self) -> dict[str, float]:
-        """Totals in the progress actor's counter keys."""
-        out: dict[str, float] = {
-            "files_done": self.files_done, "files_failed": self.files_failed,
-            "files_skipped": self.files_skipped, "points": self.points,
-            "bytes_read": self.bytes_read, "decodes": self.decodes,
-        }
-        out.update({f"items:{k}": v for k, v in self.items.items()})
-        out.update({f"items_failed:{k}": v for k, v in self.items_failed.items()})
-        return out
+    def counts(self) -> Counts:
+        """The driver's totals, in the progress report's vocabulary."""
+        return Counts(files_done=self.files_done, files_failed=self.files_failed, files_skipped=self.files_skipped,
+                      points_written=self.points, bytes_read=self.bytes_read, decodes=self.decodes,
+                      items=dict(self.items), items_failed=dict(self.items_failed))
 
     def failure_reasons(self) -> Counter:
         """Failures grouped by stage and the error's first words (for the summary table)."""

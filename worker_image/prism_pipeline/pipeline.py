@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from prism_api import ExtractionJobSpec
-from prism_api.entrypoint import Outcome
+from prism_api.conventions import BATCH_RESOURCE
 from prism_api.fields import quantity_value
+from prism_api.outcome import Outcome
+from prism_api.progress_report import Counts
 from prism_pipeline import incremental
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
@@ -107,7 +109,7 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     tracker = FileTracker(files_total=len(refs))
     try:
         if refs:
-            if "batch" not in ray.cluster_resources():
+            if BATCH_RESOURCE not in ray.cluster_resources():
                 log.warning("no Ray node advertises the 'batch' resource yet: stages wait for a Prism worker "
                             "(cluster.batchResource); the job fails after stallTimeoutSeconds if none comes")
             ds = build_dataset(spec, extractors, refs, skip_if, sink, progress)
@@ -137,14 +139,13 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
                        extractors=[ex.name for ex in extractors])
     # The driver's totals are exact; the actor's running counts came from fire-and-forget calls. The
     # verdict goes with them, so a reader never sees the final totals without it.
-    ray.get(progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures],
-                                   result.outcome.value, message), timeout=30)
+    ray.get(progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, message), timeout=30)
     return result
 
 
 def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:
     """Push the totals so far and the Failed verdict (fire-and-forget: the actor may be the problem)."""
-    progress.finish.remote(tracker.counts(), [f.__dict__ for f in tracker.failures], Outcome.FAILED.value, str(err))
+    progress.finish.remote(tracker.counts(), tracker.failures, Outcome.FAILED.value, str(err))
 
 
 def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, prev: dict[str, str],
@@ -165,7 +166,7 @@ def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
     # extractor stages' arguments, it also keeps Ray from fusing decoding into the first extractor's
     # actors, which would tie decode parallelism, and decoded frames, to that model's pool.
     ds = ds.map_batches(
-        read_decode, batch_size=1, num_cpus=1, memory=READ_MEMORY, resources={"batch": BATCH_SHARE},
+        read_decode, batch_size=1, num_cpus=1, memory=READ_MEMORY, resources={BATCH_RESOURCE: BATCH_SHARE},
         fn_kwargs={"source": spec.source.model_dump(mode="json"),
                    "preprocess": spec.preprocess.model_dump(mode="json"),
                    "per_file": [ex.spec.model_dump(mode="json") for ex in per_file], "progress": progress},
@@ -174,7 +175,7 @@ def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
         if ex.per_file:
             continue
         res = ex.spec.resources
-        options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {"batch": BATCH_SHARE}}
+        options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE}}
         if res.gpu:
             options["num_gpus"] = res.gpu
         if res.memory:
@@ -240,13 +241,16 @@ def _consume(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, prog
             if finished:
                 pending.append(finished)
         after = tracker.counts()
-        if after["files_done"] + after["files_failed"] + after["files_skipped"] != \
-                before["files_done"] + before["files_failed"] + before["files_skipped"]:
+        if after.files_finished != before.files_finished:
             last_finish = time.monotonic()
-        delta = {k: after[k] - before.get(k, 0) for k in ("files_done", "files_failed", "files_skipped", "points")}
-        new_failures = tracker.failures[len(tracker.failures) - int(delta["files_failed"]):] \
-            if delta["files_failed"] else []
-        progress.add.remote({k: v for k, v in delta.items() if v}, [f.__dict__ for f in new_failures])
+        # Stages count their own items, bytes and decodes; the driver adds files and points.
+        delta = Counts(files_done=after.files_done - before.files_done,
+                       files_failed=after.files_failed - before.files_failed,
+                       files_skipped=after.files_skipped - before.files_skipped,
+                       points_written=after.points_written - before.points_written)
+        new_failures = tracker.failures[len(tracker.failures) - delta.files_failed:] if delta.files_failed else []
+        if not delta.is_zero():
+            progress.add.remote(delta, new_failures)
         if len(pending) >= RECORD_FLUSH_FILES or time.monotonic() - last_flush > RECORD_FLUSH_S:
             _record(sink, pending, key, prev)
             pending, last_flush = [], time.monotonic()

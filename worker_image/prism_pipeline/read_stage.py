@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from prism_api import ExtractorSpec, Preprocess, SourceSpec
+from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
 from prism_pipeline.preprocess import DecodeError, decode_file, modality_of
@@ -46,21 +47,21 @@ def read_decode(batch: dict[str, np.ndarray], *, source: dict, preprocess: dict,
     pre = Preprocess.model_validate(preprocess)
     extractors = _per_file_extractors(per_file)
     out: list[dict[str, Any]] = []
-    counts: dict[str, float] = {}
+    counts = Counts()
     for uri, prev_hash in zip(batch["uri"], batch["prev_hash"], strict=True):
         file_rows = read_one(str(uri), prev_hash or None, src, pre, extractors)
         first = file_rows[0]
-        counts["bytes_read"] = counts.get("bytes_read", 0) + first["bytes_read"]
-        counts["decodes"] = counts.get("decodes", 0) + int(first["decoded"])
+        counts.bytes_read += int(first["bytes_read"])
+        counts.decodes += int(first["decoded"])
         for ex in extractors:
             done = sum(1 for r in file_rows if r["status"] == R.ITEM and ex.name in r["outputs"])
             failed = sum(1 for r in file_rows for e in r["errors"] if e["stage"] == ex.name)
             if done:
-                counts[f"items:{ex.name}"] = counts.get(f"items:{ex.name}", 0) + done
+                counts.items[ex.name] = counts.items.get(ex.name, 0) + done
             if failed:
-                counts[f"items_failed:{ex.name}"] = counts.get(f"items_failed:{ex.name}", 0) + failed
+                counts.items_failed[ex.name] = counts.items_failed.get(ex.name, 0) + failed
         out.extend(file_rows)
-    counts["cpu_seconds"] = time.process_time() - started
+    counts.cpu_seconds = time.process_time() - started
     if progress is not None:
         progress.add.remote(counts)  # fire-and-forget: once per batch, never awaited
     return R.to_batch(out) if out else R.empty_batch()

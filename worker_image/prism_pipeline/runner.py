@@ -16,9 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
-from prism_api import ExtractionJobSpec
-from prism_api.entrypoint import Outcome, OutcomeReport
-from prism_pipeline.jobspec import JobArg
+from prism_api import ExtractionJob, ExtractionJobSpec
+from prism_api.conventions import BATCH_RESOURCE
+from prism_api.outcome import Outcome, OutcomeReport
 
 log = logging.getLogger("prism")
 
@@ -44,7 +44,7 @@ def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False) -> None:
         ray.init(logging_level=quiet, log_to_driver=True)
         return
     cpus = max(os.cpu_count() or 1, cpus_needed(spec))
-    ray.init(num_cpus=cpus, resources={"batch": float(spec.cluster.batch_resource)},
+    ray.init(num_cpus=cpus, resources={BATCH_RESOURCE: float(spec.cluster.batch_resource)},
              include_dashboard=False, logging_level=quiet, log_to_driver=verbose)
     quiet_ray_data(verbose)
 
@@ -57,17 +57,17 @@ def quiet_ray_data(verbose: bool) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def execute(job: JobArg, *, state_dir: str | Path = ".prism", progress_port: int | None = None,
+def execute(job: ExtractionJob, *, state_dir: str | Path = ".prism", progress_port: int | None = None,
             show_bar: bool = True, print_ledger: bool = False, linger_s: float = 0.0, attempt: int = 1,
             print_outcome: bool = False) -> int:
     """Run the job and print its summary; 0 when it succeeded, 1 when it failed.
 
-    The verdict (spec.entrypoint.Outcome) is recorded on the progress actor, served there for
+    The verdict (prism_api.outcome.Outcome) is recorded on the progress actor, served there for
     `linger_s` (success or failure), and with `print_outcome` printed as the last line of stdout.
     """
     from prism_pipeline.console import ProgressBar
 
-    bar = ProgressBar(job.name) if show_bar else None
+    bar = ProgressBar(job.metadata.name) if show_bar else None
     actors: list = []
 
     def attach(actor) -> None:
@@ -87,29 +87,30 @@ def execute(job: JobArg, *, state_dir: str | Path = ".prism", progress_port: int
     return 0 if report.outcome is Outcome.SUCCEEDED else 1
 
 
-def _run(job: JobArg, bar, attach, *, state_dir: str | Path, progress_port: int | None, print_ledger: bool,
+def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_port: int | None, print_ledger: bool,
          attempt: int) -> OutcomeReport:
     from prism_pipeline.console import summary
     from prism_pipeline.pipeline import JobError, run_job
 
+    name = job.metadata.name
     try:
-        result = run_job(job.name, job.spec, state_dir=state_dir, progress_port=progress_port, on_progress=attach,
-                         namespace=job.namespace, attempt=attempt)
+        result = run_job(name, job.spec, state_dir=state_dir, progress_port=progress_port, on_progress=attach,
+                         namespace=job.metadata.namespace or "", attempt=attempt)
     except JobError as err:
         if bar:
             bar.close()
-        print(f"prism: job {job.name} failed: {err}", file=sys.stderr)
+        print(f"prism: job {name} failed: {err}", file=sys.stderr)
         return OutcomeReport(Outcome.FAILED, str(err))
     except Exception as err:  # a bug or a lost cluster: still a verdict, with the traceback in the log
         if bar:
             bar.close()
         traceback.print_exc()
-        print(f"prism: job {job.name} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"prism: job {name} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return OutcomeReport(Outcome.FAILED, f"{type(err).__name__}: {err}")
     if bar:
         bar.close()
     print(summary(result))
-    ledger = Path(state_dir) / "jobs" / job.name / "failures.jsonl"
+    ledger = Path(state_dir) / "jobs" / name / "failures.jsonl"
     result.tracker.write(ledger)
     if result.failures:
         print(f"\n  Failure ledger: {ledger}")
@@ -134,7 +135,7 @@ def record_outcome(actor, report: OutcomeReport) -> None:
 
 
 def report_outcome(report: OutcomeReport) -> None:
-    """Print the verdict as the last line of the driver's output (spec.entrypoint.OutcomeReport):
+    """Print the verdict as the last line of the driver's output (prism_api.outcome.OutcomeReport):
     Ray keeps the log's tail in the job's message, which KubeRay copies into the RayJob's status."""
     sys.stderr.flush()
     print(report.to_line(), flush=True)

@@ -16,12 +16,13 @@ import re
 import time
 from typing import Any
 
+from prism_api.conventions import ATTEMPT_LABEL
 from prism_pipeline.extractors.base import MODALITIES, Extractor, Payload
 
 # Set by Ray's job supervisor for the driver process only (ray/_private/runtime_env/constants.py):
 # the job's config, whose metadata holds the RayJob's spec.metadata and the submission id.
 RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-ATTEMPT_METADATA_KEY = "prism.dev/attempt"
+ATTEMPT_METADATA_KEY = ATTEMPT_LABEL  # the RayJob sets it on its submission metadata
 SUBMISSION_ID_KEY = "job_submission_id"
 # The operator names the RayJob (and so the Ray submission id) <cluster>-a<attempt>.
 _ATTEMPT_SUFFIX = re.compile(r"-a(\d+)$")

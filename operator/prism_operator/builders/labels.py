@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from prism_api import API_VERSION, KIND, ExtractionJob
-
-JOB_LABEL = "prism.dev/extraction-job"
-ATTEMPT_LABEL = "prism.dev/attempt"
-MANAGED_BY = "prism-operator"
+from prism_api.conventions import JOB_LABEL, MANAGED_BY
 
 # Labels of the ExtractionJob that Kueue reads, copied onto the owned RayCluster only. Never onto a
 # RayJob: Kueue's webhook suspends a queue-labelled RayJob and then ignores it (clusterSelector), so

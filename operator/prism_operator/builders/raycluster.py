@@ -8,7 +8,8 @@ synthetic `batch` resource that every pipeline stage asks for, so stages never l
 from __future__ import annotations
 
 from prism_api import ExtractionJob, ray_cluster_name
-from prism_api.progress_report import ENV_QDRANT_API_KEY, PROGRESS_PORT, PROGRESS_PORT_NAME
+from prism_api.conventions import BATCH_RESOURCE, ENV_QDRANT_API_KEY, JOB_LABEL
+from prism_api.progress_report import PROGRESS_PORT, PROGRESS_PORT_NAME
 
 from .labels import KUEUE_ELASTIC_JOB_ANNOTATION, KUEUE_QUEUE_LABEL, child_metadata
 
@@ -78,7 +79,7 @@ def _head_group(job: ExtractionJob) -> dict:
         # The head schedules and runs the driver; it never takes pipeline work.
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
         "template": {
-            "metadata": {"labels": {"prism.dev/extraction-job": job.metadata.name}},
+            "metadata": {"labels": {JOB_LABEL: job.metadata.name}},
             "spec": {"containers": [_container(job, HEAD_CONTAINER, head.cpu, head.memory, ports=ports)]},
         },
     }
@@ -97,10 +98,10 @@ def _worker_group(job: ExtractionJob, index: int) -> dict:
         "minReplicas": group.min_replicas,
         "maxReplicas": group.max_replicas,
         # Group-level custom resources (KubeRay >= 1.5): every stage asks for a share of `batch`.
-        "resources": {"batch": str(job.spec.cluster.batch_resource)},
+        "resources": {BATCH_RESOURCE: str(job.spec.cluster.batch_resource)},
         "rayStartParams": {},
         "template": {
-            "metadata": {"labels": {"prism.dev/extraction-job": job.metadata.name}},
+            "metadata": {"labels": {JOB_LABEL: job.metadata.name}},
             "spec": pod_spec,
         },
     }

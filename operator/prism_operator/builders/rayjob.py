@@ -11,12 +11,11 @@ does neither, and the ExtractionJob operator owns both.
 
 from __future__ import annotations
 
-from prism_api import API_VERSION, KIND, ExtractionJob, ray_job_name
-from prism_api import entrypoint as spec_entrypoint
-from prism_api.child_names import MAX_ATTEMPT_DIGITS
-from prism_api.progress_report import PROGRESS_PORT
+from prism_api import ExtractionJob, ray_job_name
+from prism_api.conventions import ATTEMPT_LABEL, JOB_LABEL
+from prism_api.entrypoint import Entrypoint, EntrypointError, encode_document, job_document
 
-from .labels import ATTEMPT_LABEL, child_metadata
+from .labels import child_metadata
 from .raycluster import RAY_API_VERSION, cluster_name_for, owned_cluster_name
 
 # HTTPMode: the KubeRay controller submits the Ray job through the head's dashboard itself, with the
@@ -26,19 +25,6 @@ from .raycluster import RAY_API_VERSION, cluster_name_for, owned_cluster_name
 # submitter retries running out (SubmissionFailed), no synthetic FAILED 30 s after a submitter exits,
 # and no command line to outgrow. SidecarMode does not support clusterSelector.
 SUBMISSION_MODE = "HTTPMode"
-# The last attempt a RayJob name has room for (`<cluster>-a<N>` within KubeRay's 47 characters).
-MAX_ATTEMPT = 10**MAX_ATTEMPT_DIGITS - 1
-
-
-def pipeline_document(job: ExtractionJob) -> dict:
-    """What the entrypoint receives: the job's identity and its spec in wire form."""
-    m = job.metadata
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid},
-        "spec": job.spec.to_wire(),
-    }
 
 
 def build_entrypoint(job: ExtractionJob, attempt: int) -> str:
@@ -47,14 +33,14 @@ def build_entrypoint(job: ExtractionJob, attempt: int) -> str:
     Raises EntrypointError when the document is too large for one argument: the reconciler checks
     that (entrypoint_error) before it creates any child, and fails the job as InvalidSpec.
     """
-    return spec_entrypoint.build_entrypoint(pipeline_document(job), attempt, PROGRESS_PORT)
+    return Entrypoint.for_job(job, attempt).command()
 
 
 def entrypoint_error(job: ExtractionJob) -> str:
     """Why no RayJob of this job can carry its document ("" when one can)."""
     try:
-        spec_entrypoint.encode_document(pipeline_document(job))
-    except spec_entrypoint.EntrypointError as exc:
+        encode_document(job_document(job))
+    except EntrypointError as exc:
         return str(exc)
     return ""
 
@@ -86,6 +72,6 @@ def build_ray_job(job: ExtractionJob, attempt: int) -> dict:
             "submissionMode": SUBMISSION_MODE,
             "backoffLimit": 0,
             "shutdownAfterJobFinishes": False,
-            "metadata": {"prism.dev/extraction-job": job.metadata.name, "prism.dev/attempt": str(attempt)},
+            "metadata": {JOB_LABEL: job.metadata.name, ATTEMPT_LABEL: str(attempt)},
         },
     }

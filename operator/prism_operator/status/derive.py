@@ -27,10 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prism_api import ExtractionJobStatus, Phase
-from prism_api.entrypoint import Outcome, OutcomeReport
+from prism_api.child_names import MAX_ATTEMPT
+from prism_api.outcome import Outcome, OutcomeReport
 
 from ..builders.labels import kueue_queue as job_kueue_queue
-from ..builders.rayjob import MAX_ATTEMPT, rayjob_name_for
+from ..builders.rayjob import rayjob_name_for
 from .clock import rfc3339, seconds_since
 from .conditions import Cond, find, merge_conditions, phase_conditions
 from .model import (
@@ -375,12 +376,12 @@ def _outcome(obs: Observed) -> OutcomeReport | None:
     reading), else the outcome line its driver printed last, which Ray's message carries."""
     raw_message = (((obs.rayjob or {}).get("status") or {}).get("message")) or ""
     printed = OutcomeReport.from_text(raw_message)
-    served = obs.progress.outcome if obs.progress is not None else None
+    served = obs.progress if obs.progress is not None and obs.progress.outcome is not None else None
     if served is None:
         return printed
-    if printed is not None and printed.outcome == served:
+    if not served.message and printed is not None and printed.outcome == served.outcome:
         return printed  # the same verdict, with the pipeline's words
-    return OutcomeReport(served)
+    return OutcomeReport(served.outcome, served.message)
 
 
 def _attempt_failed(obs: Observed, draft: _Draft, how: str, ray_message: str) -> None:
@@ -396,8 +397,8 @@ def _attempt_failed(obs: Observed, draft: _Draft, how: str, ray_message: str) ->
     detail = f"attempt {draft.attempt} {how.lower()}" + (f": {_clip(said)}" if said else "")
     if report is not None and report.outcome in FINAL_OUTCOMES:
         if not report.message and report.outcome == Outcome.TOO_MANY_FAILED_FILES and obs.progress is not None:
-            snap = obs.progress
-            detail += (f": {snap.files_failed} of {snap.files_total} files failed, above "
+            report_counts, listed = obs.progress.counts, obs.progress.files_total
+            detail += (f": {report_counts.files_failed} of {listed} files failed, above "
                        f"failurePolicy.maxFailedFileRatio {spec.failure_policy.max_failed_file_ratio:g}")
         _end(obs, draft, report.outcome.value, f"{detail} (not retried: the pipeline reported "
              f"{report.outcome.value})")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from prism_api import ExtractionJob, ExtractionJobStatus
+from prism_api.progress_report import ProgressReport
 
 from ..dashboard_client import RayJobState
-from ..progress_scraper import ProgressSnapshot
 
 
 # Actions the reconciler carries out, in order.
@@ -69,7 +69,7 @@ class Observed:
     rayjob: dict | None = None              # the RayJob of old.attempt, if it exists
     rayjob_name: str = ""
     pod_problems: tuple[str, ...] = ()
-    progress: ProgressSnapshot | None = None  # the last good reading of old.attempt
+    progress: ProgressReport | None = None  # the last good reading of old.attempt
     submission_id: str = ""                   # the Ray submission of old.attempt
     ray_job_state: RayJobState | None = None  # the dashboard's word on it; None: not read
     fence_since: datetime | None = None       # when stopping submission_id began (this process)

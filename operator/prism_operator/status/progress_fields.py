@@ -1,4 +1,4 @@
-"""Progress, failures and usage from a progress snapshot (pure).
+"""The status's progress, failures and usage from the pipeline's ProgressReport (pure).
 
 `percent` and `summary` count every finished file (done, failed or skipped) against the files
 listed. Rates compare with the previous reading, so a progress read that changed nothing leaves
@@ -17,33 +17,35 @@ from prism_api import (
     Progress,
     Usage,
 )
+from prism_api.progress_report import ProgressReport
 
-from ..progress_scraper import ProgressSnapshot
 from .clock import rfc3339, seconds_since
 
 
-def _extractors(snap: ProgressSnapshot, order: list[str]) -> list[ExtractorProgress]:
-    names = [n for n in order if n in snap.items or n in snap.items_failed]
-    names += sorted((set(snap.items) | set(snap.items_failed)) - set(names))
-    return [ExtractorProgress(name=n[:63], items_done=snap.items.get(n, 0), items_failed=snap.items_failed.get(n, 0))
+def _extractors(report: ProgressReport, order: list[str]) -> list[ExtractorProgress]:
+    items, failed = report.counts.items, report.counts.items_failed
+    names = [n for n in order if n in items or n in failed]
+    names += sorted((set(items) | set(failed)) - set(names))
+    return [ExtractorProgress(name=n[:63], items_done=items.get(n, 0), items_failed=failed.get(n, 0))
             for n in names[:64]]
 
 
-def progress_from(old: Progress, snap: ProgressSnapshot | None, extractor_order: list[str],
+def progress_from(old: Progress, report: ProgressReport | None, extractor_order: list[str],
                   now: datetime) -> Progress:
-    if snap is None:
+    if report is None:
         return old
-    finished = snap.files_done + snap.files_failed + snap.files_skipped
-    total = max(snap.files_total, finished)
+    c = report.counts
+    finished = c.files_finished
+    total = max(report.files_total, finished)
     counts = Progress(
-        files_total=snap.files_total,
-        files_done=snap.files_done,
-        files_failed=snap.files_failed,
-        files_skipped=snap.files_skipped,
+        files_total=report.files_total,
+        files_done=c.files_done,
+        files_failed=c.files_failed,
+        files_skipped=c.files_skipped,
         summary=f"{finished}/{total}",
-        percent=min(100, finished * 100 // total) if total else (100 if snap.finished else 0),
-        points_written=snap.points_written,
-        extractors=_extractors(snap, extractor_order),
+        percent=min(100, finished * 100 // total) if total else (100 if report.finished else 0),
+        points_written=c.points_written,
+        extractors=_extractors(report, extractor_order),
     )
     same = counts.model_dump(include={"files_total", "files_done", "files_failed", "files_skipped",
                                       "points_written", "extractors"})
@@ -63,21 +65,21 @@ def progress_from(old: Progress, snap: ProgressSnapshot | None, extractor_order:
             eta = int((total - finished) / files_rate)
     return counts.model_copy(update={
         "items_per_second": items_per_second,
-        "eta_seconds": eta if not snap.finished else 0,
+        "eta_seconds": eta if not report.finished else 0,
         "last_update_time": rfc3339(now),
     })
 
 
-def failures_from(old: Failures, snap: ProgressSnapshot | None) -> Failures:
-    if snap is None:
+def failures_from(old: Failures, report: ProgressReport | None) -> Failures:
+    if report is None:
         return old
-    samples = [FailureSample(uri=u[:2048], stage=s[:64], error=e[:1024])
-               for u, s, e in snap.failure_samples[:MAX_FAILURE_SAMPLES]]
-    return Failures(count=snap.files_failed, samples=samples)
+    samples = [FailureSample(uri=f.uri, stage=f.stage, error=f.error)
+               for f in (f.bounded() for f in report.failures[:MAX_FAILURE_SAMPLES])]
+    return Failures(count=report.counts.files_failed, samples=samples)
 
 
-def usage_from(old: Usage, snap: ProgressSnapshot | None) -> Usage:
-    if snap is None:
+def usage_from(old: Usage, report: ProgressReport | None) -> Usage:
+    if report is None:
         return old
-    return Usage(cpu_seconds=round(snap.cpu_seconds, 3), gpu_seconds=round(snap.gpu_seconds, 3))
+    return Usage(cpu_seconds=round(report.counts.cpu_seconds, 3), gpu_seconds=round(report.counts.gpu_seconds, 3))
 

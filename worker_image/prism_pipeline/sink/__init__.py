@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prism_api import QdrantSink
+from prism_api.conventions import BATCH_RESOURCE
 from prism_pipeline.extractors import Extractor, Vector
 
 from .collection import CollectionError, ensure_collections, files_collection, read_meta
@@ -41,7 +42,7 @@ class Sink:
                   "versions": self.versions}
         if self.server:
             return ds.map_batches(
-                QdrantWriter, batch_size=self.spec.batch_size, num_cpus=0.5, resources={"batch": share},
+                QdrantWriter, batch_size=self.spec.batch_size, num_cpus=0.5, resources={BATCH_RESOURCE: share},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=WRITERS_MAX),
                 fn_constructor_kwargs={"url": self.spec.url, "collection": self.collection,
                                        "timeout_s": self.spec.timeout_seconds, **kwargs},
@@ -49,7 +50,7 @@ class Sink:
         # Per block, not sink.batchSize: the driver batches upserts, and waiting here for a full
         # batch would hold back finished files (and the progress bar) until the stream ends.
         return ds.map_batches(build_points, batch_size=None, num_cpus=0.25,
-                              resources={"batch": share}, fn_kwargs=kwargs)
+                              resources={BATCH_RESOURCE: share}, fn_kwargs=kwargs)
 
     def write_points(self, points: list[Any]) -> None:
         """Embedded mode: the driver is the single writer."""

@@ -7,18 +7,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from prism_api.conventions import files_collection
 from prism_pipeline.extractors import Extractor, Vector
 
-FILES_SUFFIX = "__prism_files"
 META_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "prism:collection-meta"))
 
 
 class CollectionError(Exception):
     """The collection exists with a shape this job cannot write to."""
-
-
-def files_collection(name: str) -> str:
-    return name + FILES_SUFFIX
 
 
 def vector_params(extractors: list[Extractor]) -> dict[str, Vector]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_api import progress_report as metrics
+from prism_api.conventions import ENV_QDRANT_API_KEY
 from prism_pipeline import points as P
 from prism_pipeline import rows as R
 
@@ -33,7 +33,7 @@ class SinkWriteError(Exception):
 def server_client(url: str, timeout_s: float):
     from qdrant_client import QdrantClient
 
-    return QdrantClient(url=url, api_key=os.environ.get(metrics.ENV_QDRANT_API_KEY) or None,
+    return QdrantClient(url=url, api_key=os.environ.get(ENV_QDRANT_API_KEY) or None,
                         timeout=max(1, int(round(timeout_s))))
 
 
