@@ -25,6 +25,7 @@ quickstart: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # The tests include the cluster tier (tests/cluster): a real control plane built from Go modules.
 # A missing binary is an error here, not a skip.

@@ -1,24 +1,24 @@
-"""The import rules of DESIGN §1, checked by reading the source (no imports executed):
-- prism_api imports only pydantic and the standard library;
-- prism_operator never imports ray, torch, qdrant_client or other heavy ML packages;
-- prism_pipeline never imports kopf or kubernetes.
+"""The layering (DESIGN §1): the import-linter contracts in pyproject.toml (`make lint` runs them), that
+they catch a violation, plus what import-linter cannot say:
+- prism_api imports only pydantic and the standard library (an allow-list, read from the source);
+- importing the CLI loads neither side until a subcommand runs.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "worker_image" / "prism_pipeline" / "spec"
-PIPELINE = ROOT / "worker_image" / "prism_pipeline"
-OPERATOR = ROOT / "operator" / "prism_operator"
-
-HEAVY = {"ray", "torch", "qdrant_client", "transformers", "sentence_transformers", "cv2", "av", "numpy"}
-K8S = {"kopf", "kubernetes", "kubernetes_asyncio", "prism_operator"}
+API = ROOT / "api" / "prism_api"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -37,44 +37,75 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def violations(folder: Path, allowed=None, forbidden=frozenset(), skip=()) -> list[str]:
-    out = []
-    for path in sorted(folder.rglob("*.py")):
-        if any(part in skip for part in path.relative_to(folder).parts):
-            continue
-        for module in imported_modules(path):
-            if module in forbidden or (allowed is not None and module not in allowed):
-                out.append(f"{path.relative_to(folder.parent)} imports {module}")
-    return out
-
-
-def test_spec_imports_only_pydantic_and_stdlib():
+def outside_allow_list(folder: Path) -> list[str]:
     allowed = set(sys.stdlib_module_names) | {"pydantic", "pydantic_core", "__future__"}
-    assert violations(SPEC, allowed=allowed) == []
+    return [f"{path.relative_to(folder.parent)} imports {module}"
+            for path in sorted(folder.rglob("*.py")) for module in sorted(imported_modules(path) - allowed)]
 
 
-def test_operator_imports_nothing_heavy():
-    assert OPERATOR.is_dir()
-    assert violations(OPERATOR, forbidden=HEAVY) == []
+def test_prism_api_imports_only_pydantic_and_the_standard_library():
+    assert API.is_dir() and len(list(API.glob("*.py"))) > 5
+    assert outside_allow_list(API) == []
 
 
-def test_pipeline_never_imports_kubernetes():
-    assert violations(PIPELINE, forbidden=K8S) == []
-
-
-@pytest.mark.parametrize(("folder_rule", "source"), [
-    ("spec", "import yaml\n"),
-    ("spec", "def f():\n    from prism_pipeline import pipeline\n"),
-    ("operator", "def f():\n    import ray\n"),
-    ("operator", "import importlib\nimportlib.import_module('torch.nn')\n"),
-    ("pipeline", "from kubernetes import client\n"),
-    ("pipeline", "import kopf\n"),
-])
-def test_the_check_catches_a_forbidden_import(tmp_path, folder_rule, source):
+@pytest.mark.parametrize("source", ["import yaml\n", "def f():\n    from prism_pipeline import pipeline\n",
+                                    "import importlib\nimportlib.import_module('torch.nn')\n"])
+def test_the_allow_list_catches_a_forbidden_import(tmp_path, source):
     (tmp_path / "bad.py").write_text(source)
-    if folder_rule == "spec":
-        allowed = set(sys.stdlib_module_names) | {"pydantic", "pydantic_core", "__future__"}
-        found = violations(tmp_path, allowed=allowed)
-    else:
-        found = violations(tmp_path, forbidden=HEAVY if folder_rule == "operator" else K8S)
-    assert len(found) == 1, found
+    assert len(outside_allow_list(tmp_path)) == 1
+
+
+def lint_imports(cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_the_import_contracts_hold():
+    assert LINT_IMPORTS.exists(), "import-linter is a dev dependency (`make setup`)"
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
+
+
+# One violation per contract, planted in a copy of the four packages.
+VIOLATIONS = {
+    "contract-package": ("api/prism_api/job.py", "import yaml\n"),
+    "two-sides": ("operator/prism_operator/reconcile.py", "from prism_pipeline import rows\n"),
+    "pure-builders-and-status": ("operator/prism_operator/status/clock.py", "import kopf\n"),
+    "one-kubernetes-client": ("operator/prism_operator/handlers.py", "import kubernetes\n"),
+    "no-ml-in-operator": ("operator/prism_operator/settings.py", "def f():\n    import ray\n"),
+    "cli-subcommands": ("cli/prism_cli/cmd_validate.py", "def f():\n    import prism_operator.handlers\n"),
+    "cli-pipeline-subcommands": ("cli/prism_cli/cmd_search.py", "def f():\n    import prism_operator\n"),
+    "cli-operator-subcommands": ("cli/prism_cli/cmd_render.py", "def f():\n    import prism_pipeline\n"),
+}
+
+
+def test_every_contract_is_named_in_the_violation_table():
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert sorted(c["id"] for c in contracts) == sorted(VIOLATIONS)
+
+
+@pytest.mark.parametrize("contract", sorted(VIOLATIONS))
+def test_each_contract_catches_a_violation(tmp_path, contract):
+    for folder in ("api", "operator", "worker_image", "cli"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    path, line = VIOLATIONS[contract]
+    target = tmp_path / path
+    target.write_text(target.read_text() + "\n" + line)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tmp_path / f) for f in
+                                                       ("api", "operator", "worker_image", "cli"))}
+    proc = lint_imports(tmp_path, env)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    name = next(c["name"] for c in contracts if c["id"] == contract)
+    assert f"{name} BROKEN" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_importing_the_cli_loads_neither_side():
+    code = ("import sys, prism_cli.main; "
+            "loaded = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'prism_operator', 'prism_pipeline', 'ray', 'torch', 'kopf', 'kubernetes'}); "
+            "print(','.join(loaded))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() == ""
