@@ -1,4 +1,4 @@
-"""The layering (DESIGN §1): the import-linter contracts in pyproject.toml (`make lint` runs them), that
+"""The layering (docs/design.md §1): the import-linter contracts in pyproject.toml (`make lint` runs them), that
 they catch a violation, plus what import-linter cannot say:
 - prism_api imports only pydantic and the standard library (an allow-list, read from the source);
 - importing the CLI loads neither side until a subcommand runs.

@@ -6,7 +6,7 @@ fields instead), int-or-string quantities, `x-kubernetes-preserve-unknown-fields
 `options`, and CEL rules (`x-kubernetes-validations`) for immutability and cheap cross-field checks.
 `prism crd` prints it; tests fail when crds/extractionjob.yaml drifts from it.
 
-What a real kube-apiserver does with a schema shapes it (NOTES.md, "A real control plane"): it
+What a real kube-apiserver does with a schema shapes it (docs/platform-facts.md, "A real control plane"): it
 silently drops `propertyNames`, so map-key bounds become CEL rules on the map; CEL `==` ignores the
 order of `x-kubernetes-list-type: map` lists, so immutability rules also compare their key order;
 root-level CEL rules report no field, so `metadata.name` is bounded by a `metadata` schema.

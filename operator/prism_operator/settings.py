@@ -136,7 +136,7 @@ def _digest(essence) -> str:
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
-    # kopf's bookkeeping goes to annotations: status belongs to the ExtractionJob's users (DESIGN §3).
+    # kopf's bookkeeping goes to annotations: status belongs to the ExtractionJob's users (docs/design.md §3).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
     settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=DOMAIN, key=LAST_HANDLED_ANNOTATION.removeprefix(DOMAIN + "/"))

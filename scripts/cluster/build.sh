@@ -13,7 +13,7 @@ bin="$cache/bin"
 mkdir -p "$cache" "$bin"
 
 # Go >= 1.27 defaults to encoding/json v2, with which kube-apiserver serves broken OpenAPI
-# (NOTES.md). On 1.26 the experiment is off already; saying so is harmless.
+# (docs/platform-facts.md). On 1.26 the experiment is off already; saying so is harmless.
 go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
 if [ "$go_minor" -ge 27 ]; then export GOEXPERIMENT=nojsonv2; fi
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath" GOTOOLCHAIN=local

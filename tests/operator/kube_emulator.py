@@ -1,4 +1,4 @@
-"""kmock's KubernetesEmulator with the API-server behaviour kopf relies on (NOTES.md, kmock section).
+"""kmock's KubernetesEmulator with the API-server behaviour kopf relies on (docs/platform-facts.md, kmock section).
 
 Added here: uid / resourceVersion / generation / creationTimestamp stamping, `generateName`,
 JSON-patch `test` failures answered with 422 (as the API server does), and list/watch with a

@@ -1,7 +1,7 @@
 """A stand-in Qdrant server for server-mode tests: Qdrant's REST routes that Prism uses, served over
 real HTTP and backed by qdrant-client's own local engine.
 
-No Qdrant server binary can run on these machines (DESIGN §6), so this plays its part the way
+No Qdrant server binary can run on these machines (docs/design.md §6), so this plays its part the way
 kmock plays Kubernetes': the pipeline's writer actors talk to it through the real QdrantClient over
 HTTP from other processes. `fail_upserts` answers that many point upserts with 503 first, to
 exercise the writers' retries. Its limits: only the routes below, no auth, no payload indexes.

@@ -1,4 +1,4 @@
-"""Checking objects against the CRD the way kube-apiserver does (NOTES.md, "A real control plane"):
+"""Checking objects against the CRD the way kube-apiserver does (docs/platform-facts.md, "A real control plane"):
 the served apiVersion/kind, unknown fields (rejected under fieldValidation=Strict, pruned under Warn,
 the server default), structural defaulting, the OpenAPI v3 schema (openapi-schema-validator),
 duplicate list-map keys, then the CEL rules (cel-python), incl. transition rules, with the server's

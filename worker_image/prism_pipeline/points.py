@@ -22,7 +22,7 @@ def point_id(content_hash: str, key: str) -> str:
 
 
 def payload_of(row: dict[str, Any], payload_names: set[str], versions: dict[str, str]) -> dict[str, Any]:
-    """DESIGN §4: source uri, modality, position, content hash, extractor outputs, model versions."""
+    """docs/design.md §4: source uri, modality, position, content hash, extractor outputs, model versions."""
     payload: dict[str, Any] = {
         "uri": row["uri"], "key": row["key"], "modality": row["modality"],
         "file_modality": row.get("file_modality"), "content_hash": row["content_hash"],
