@@ -109,3 +109,13 @@ def test_importing_the_cli_loads_neither_side():
             "print(','.join(loaded))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_no_two_modules_share_a_name():
+    """A reader who sees `progress` or `models` should not have to ask which one."""
+    seen: dict[str, list[str]] = {}
+    for folder in ("api", "operator", "worker_image", "cli"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.stem not in ("__init__", "__main__") and "__pycache__" not in path.parts:
+                seen.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
