@@ -28,6 +28,7 @@ import yaml
 
 from e2e.support.kubectl import Kubectl
 from e2e.support.waiting import wait_for
+from prism_api.progress_report import PROGRESS_PORT
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -265,8 +266,6 @@ def ray(ray_head) -> Iterator[RayHead]:
     yield ray_head
     ray_head.stop_all()
 
-
-PROGRESS_PORT = 9090
 
 
 # ---- jobs ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import calendar
 import time
 
 from e2e.support.waiting import wait_for
+from prism_api.conventions import ATTEMPT_LABEL
 
 from .conftest import apply_job, children, condition, events, job_manifest, job_status, wait_phase
 
@@ -108,7 +109,7 @@ def test_a_failed_attempt_is_retried_on_the_same_cluster(kubectl, operator, ray,
     assert status["attempt"] == 2 and status["failedAttempts"] == 1, status
     assert len(children(kubectl, "rayclusters")) == 1
     jobs = sorted(children(kubectl, "rayjobs"), key=lambda j: j["metadata"]["name"])
-    assert [j["metadata"]["labels"]["prism.dev/attempt"] for j in jobs] == ["1", "2"]
+    assert [j["metadata"]["labels"][ATTEMPT_LABEL] for j in jobs] == ["1", "2"]
     assert {j["spec"]["clusterSelector"]["ray.io/cluster"] for j in jobs} == {status["rayCluster"]}
     assert "AttemptFailed" in [e["reason"] for e in events(kubectl, "flaky")]
 
@@ -131,7 +132,7 @@ def test_a_retry_first_stops_the_attempt_kuberay_gave_up_on(kubectl, operator, r
                 '"reason": "JobStatusCheckTimeoutExceeded", "message": "dashboard unreachable for 300s"}}')
 
     def second_attempt():
-        jobs = {j["metadata"]["labels"]["prism.dev/attempt"]: j for j in children(kubectl, "rayjobs")}
+        jobs = {j["metadata"]["labels"][ATTEMPT_LABEL]: j for j in children(kubectl, "rayjobs")}
         return jobs.get("2")
     second = wait_for("attempt 2's RayJob", second_attempt, 120)
     info = ray.job(submission)
