@@ -17,7 +17,7 @@ PREFIX = "campaign"
 @pytest.fixture(scope="module")
 def aws_env(tmp_path_factory) -> Iterator[None]:
     """Dummy credentials, set only while the tests of the module run; no config files read."""
-    from prism_pipeline.sources import remote
+    from prism_pipeline import s3
 
     nowhere = tmp_path_factory.mktemp("aws") / "none"
     with pytest.MonkeyPatch.context() as mp:
@@ -30,7 +30,7 @@ def aws_env(tmp_path_factory) -> Iterator[None]:
         try:
             yield
         finally:
-            remote.cached_filesystem.cache_clear()  # drop clients holding the dummy credentials
+            s3.shared_filesystem.cache_clear()  # drop clients holding the dummy credentials
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,21 @@ def test_oversized_file_is_refused(tree):
     assert read_bytes(str(tree / "a.jpg"), SourceSpec(uri=str(tree), max_file_bytes=10)) == b"a" * 10
 
 
+def test_one_size_rule_for_the_listed_and_the_fetched_size(tree):
+    from prism_pipeline.sources import check_size
+
+    source = SourceSpec(uri=str(tree), max_file_bytes=20)
+    with pytest.raises(ReadError, match=r"^/x\.mp4: oversized: 21 bytes > spec\.source\.maxFileBytes=20; raise"):
+        check_size("/x.mp4", 21, 20)
+    check_size("/x.mp4", 20, 20)
+    # The listed size refuses a file before any fetch: this one does not even exist.
+    with pytest.raises(ReadError, match=r"gone\.jpg: oversized: 5000 bytes > spec\.source\.maxFileBytes=20"):
+        read_bytes(str(tree / "gone.jpg"), source, size=5000)
+    # A listing that understates the size (stale, or a source that lies) is caught after the fetch.
+    with pytest.raises(ReadError, match=r"c\.jpg: oversized: 30 bytes > spec\.source\.maxFileBytes=20"):
+        read_bytes(str(tree / "photos" / "c.jpg"), source, size=3)
+
+
 def test_missing_file_is_a_read_error(tree):
     with pytest.raises(ReadError, match="gone.jpg: missing"):
         read_bytes(str(tree / "gone.jpg"), SourceSpec(uri=str(tree)))

@@ -103,3 +103,22 @@ def test_empty_objects_folder_markers_and_hidden_keys(s3_endpoint):
     assert empty == b""
     with pytest.raises(DecodeError, match="zero-byte"):
         decode_file("s3://edge/in/empty.jpg", empty, Preprocess())
+
+
+def test_one_s3_factory_for_data_and_models(aws_env, monkeypatch):
+    """Source data and s3:// models get their clients from prism_pipeline.s3: same bounded retries,
+    same timeouts; only endpoint, region and read timeout come from each caller."""
+    from prism_pipeline import model_s3, s3
+    from prism_pipeline.sources import remote
+
+    monkeypatch.setenv("PRISM_MODEL_S3_ENDPOINT", "http://127.0.0.1:9")
+    data = remote.filesystem("s3", SourceSpec(uri="s3://b/", endpoint="http://127.0.0.1:9", region="eu-west-1",
+                                              read_timeout_seconds=30))
+    assert data is s3.shared_filesystem("http://127.0.0.1:9", "eu-west-1", 30.0)  # one pool per process
+    model = model_s3.filesystem()
+    assert model is not data  # a model fetch reads the credentials afresh
+    for fs, read_timeout in ((data, 30.0), (model, model_s3.REQUEST_TIMEOUT_S)):
+        assert fs.retries == s3.FS_RETRIES
+        assert fs.config_kwargs == {"connect_timeout": s3.CONNECT_TIMEOUT_S, "read_timeout": read_timeout,
+                                    "retries": {"max_attempts": s3.REQUEST_ATTEMPTS, "mode": "standard"}}
+    assert model.client_kwargs == {} and data.client_kwargs == {"region_name": "eu-west-1"}

@@ -8,7 +8,8 @@ into place, so actors starting together on one node never see half a model.
 
 Endpoint and credentials come from the environment, as for any AWS SDK client: AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY (the operator maps spec.source.secretRef's keys into Ray pods) and
-PRISM_MODEL_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, for MinIO and friends.
+PRISM_MODEL_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, for MinIO and friends. The
+client comes from prism_pipeline.s3, the factory the source uses: same retries, timeouts, credentials.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from prism_pipeline import s3
+
 REQUEST_TIMEOUT_S = 60.0   # per HTTP request; a stalled store fails the fetch instead of hanging
-REQUEST_ATTEMPTS = 3       # botocore's bounded retries with backoff, per request
-FS_RETRIES = 2             # s3fs's own bounded retry loop around those
 
 
 def endpoint() -> str | None:
@@ -33,16 +34,8 @@ def endpoint() -> str | None:
 
 
 def filesystem() -> Any:
-    import s3fs
-
-    fs = s3fs.S3FileSystem(
-        endpoint_url=endpoint(),
-        config_kwargs={"connect_timeout": 10.0, "read_timeout": REQUEST_TIMEOUT_S,
-                       "retries": {"max_attempts": REQUEST_ATTEMPTS, "mode": "standard"}},
-        skip_instance_cache=True,
-    )
-    fs.retries = FS_RETRIES
-    return fs
+    """A fresh client per fetch (a model is fetched once per machine): credentials read now."""
+    return s3.filesystem(endpoint(), None, REQUEST_TIMEOUT_S)
 
 
 def fetch(uri: str, cache: Path, field: str, error: type[Exception]) -> tuple[Path, str]:

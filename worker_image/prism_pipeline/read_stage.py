@@ -1,16 +1,20 @@
-"""The read+decode stage: each file is fetched and decoded exactly once, in a Ray task.
+"""The read+decode stage: each file is fetched, hashed and decoded exactly once, in a Ray task.
 
-Input rows are the driver's listing ({uri, size, prev_hash}); output rows are items (see rows.py).
-A file that cannot be read or decoded becomes one "failed" row (never an exception that kills the
-job); a file whose bytes hash to the content hash already recorded for it (incremental) becomes one
-"skipped" row without being decoded. Per-file extractors (sequence extractors such as shot-boundary)
-run here on each whole decoded file.
+Input rows are the driver's listing ({uri, size, prev_hash}); output rows are items (see rows.py),
+yielded in batches of at most ITEMS_PER_BATCH as the decoder produces them, so a long video never
+holds all its frames in memory. A file that cannot be read or decoded becomes one "failed" row
+(never an exception that kills the job): an unsupported extension or a listed size over
+spec.source.maxFileBytes fails it before any fetch. A file whose bytes hash to the content hash
+already recorded for it (incremental) becomes one "skipped" row without being decoded.
+
+Per-file extractors (sequence extractors such as shot-boundary) run here on each whole decoded
+file: the items they accept, and only those, are held until the file's last item is decoded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,8 +23,10 @@ from prism_api import ExtractorSpec, Preprocess, SourceSpec
 from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
-from prism_pipeline.preprocess import DecodeError, decode_file, modality_of
+from prism_pipeline.preprocess import DecodedFile, DecodeError, content_hash, iter_items, require_supported
 from prism_pipeline.sources import ReadError, read_bytes
+
+ITEMS_PER_BATCH = 16  # decoded items a read task holds before handing them on (frames: a few MB each)
 
 # Per-file extractors set up once per worker process (read tasks are stateless functions).
 _PER_FILE: dict[str, Extractor] = {}
@@ -40,68 +46,118 @@ def _per_file_extractors(specs: list[dict]) -> list[Extractor]:
 
 
 def read_decode(batch: dict[str, np.ndarray], *, source: dict, preprocess: dict, per_file: list[dict],
-                progress: Any) -> dict[str, np.ndarray]:
-    """map_batches function over the listing: files in, item rows out."""
-    started = time.process_time()
+                progress: Any) -> Iterator[dict[str, np.ndarray]]:
+    """map_batches function over the listing: files in, batches of item rows out. A generator: Ray
+    Data hands each batch on as it is yielded."""
     src = SourceSpec.model_validate(source)
     pre = Preprocess.model_validate(preprocess)
     extractors = _per_file_extractors(per_file)
-    out: list[dict[str, Any]] = []
-    counts = Counts()
-    for uri, prev_hash in zip(batch["uri"], batch["prev_hash"], strict=True):
-        file_rows = read_one(str(uri), prev_hash or None, src, pre, extractors)
-        first = file_rows[0]
-        counts.bytes_read += int(first["bytes_read"])
-        counts.decodes += int(first["decoded"])
-        for ex in extractors:
-            done = sum(1 for r in file_rows if r["status"] == R.ITEM and ex.name in r["outputs"])
-            failed = sum(1 for r in file_rows for e in r["errors"] if e["stage"] == ex.name)
-            if done:
-                counts.items[ex.name] = counts.items.get(ex.name, 0) + done
-            if failed:
-                counts.items_failed[ex.name] = counts.items_failed.get(ex.name, 0) + failed
-        out.extend(file_rows)
-    counts.cpu_seconds = time.process_time() - started
-    if progress is not None:
-        progress.add.remote(counts)  # fire-and-forget: once per batch, never awaited
-    return R.to_batch(out) if out else R.empty_batch()
+    for uri, size, prev_hash in zip(batch["uri"], batch["size"], batch["prev_hash"], strict=True):
+        file_rows = read_file(str(uri), int(size), prev_hash or None, src, pre, extractors)
+        while True:
+            started = time.process_time()
+            rows = next(file_rows, None)
+            if rows is None:
+                break
+            if progress is not None:  # fire-and-forget, once per batch, never awaited
+                progress.add.remote(_counts(rows, extractors, time.process_time() - started))
+            yield R.to_batch(rows)
 
 
-def read_one(uri: str, prev_hash: str | None, src: SourceSpec, pre: Preprocess,
-             extractors: list[Extractor]) -> list[dict[str, Any]]:
-    """All stream rows of one file (at least one)."""
-    if modality_of(uri) is None:
-        # Not fetched at all: the extension alone says it cannot be decoded.
-        return [R.file_marker(uri, R.FAILED, stage="decode", error=f"{uri}: unsupported file type; "
-                              "narrow spec.source.include to the media you want processed")]
-    try:
-        data = read_bytes(uri, src)
-    except ReadError as err:
-        return [R.file_marker(uri, R.FAILED, stage="read", error=str(err))]
-    except Exception as err:  # a source bug must cost one file, not the job
-        return [R.file_marker(uri, R.FAILED, stage="read", error=f"{type(err).__name__}: {err}")]
-    digest = hashlib.sha256(data).hexdigest()
-    if prev_hash and prev_hash == digest:
-        return [R.file_marker(uri, R.SKIPPED, content_hash=digest, bytes_read=len(data))]
-    try:
-        items = decode_file(uri, data, pre)
-    except DecodeError as err:
-        return [R.file_marker(uri, R.FAILED, content_hash=digest, stage=getattr(err, "stage", "decode"),
-                              error=str(err), bytes_read=len(data), decoded=True)]
-    except Exception as err:  # decoders of untrusted media raise anything; record, skip, go on
-        return [R.file_marker(uri, R.FAILED, content_hash=digest, stage="decode",
-                              error=f"{uri}: {type(err).__name__}: {err}", bytes_read=len(data), decoded=True)]
-    size = len(data)
-    del data  # the items hold what is needed; free the encoded bytes before extractors run
-    if not items:
-        return [R.file_marker(uri, R.EMPTY, content_hash=digest, bytes_read=size, decoded=True)]
-    for i, item in enumerate(items):
-        # The file's counters ride on its first row so the driver counts each file once.
-        item.update(status=R.ITEM, file_items=len(items), outputs={}, errors=[],
-                    bytes_read=size if i == 0 else 0, decoded=i == 0)
+def _counts(rows: list[dict[str, Any]], extractors: list[Extractor], cpu_seconds: float) -> Counts:
+    """What a batch of this stage's rows adds to the progress counts."""
+    counts = Counts(cpu_seconds=cpu_seconds)
+    counts.bytes_read = sum(int(r["bytes_read"]) for r in rows)
+    counts.decodes = sum(int(r["decoded"]) for r in rows)
     for ex in extractors:
-        _run_per_file(ex, items)
-    return items
+        done = sum(1 for r in rows if r["status"] == R.ITEM and ex.name in r["outputs"])
+        failed = sum(1 for r in rows for e in r["errors"] if e["stage"] == ex.name)
+        if done:
+            counts.items[ex.name] = done
+        if failed:
+            counts.items_failed[ex.name] = failed
+    return counts
+
+
+def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec, pre: Preprocess,
+              extractors: list[Extractor], per_batch: int = ITEMS_PER_BATCH) -> Iterator[list[dict[str, Any]]]:
+    """The stream rows of one file (at least one), in lists of at most `per_batch` rows. `size` is
+    the listed size: an oversized file is refused before it is fetched."""
+    try:
+        require_supported(uri)  # the extension alone says it cannot be decoded: not fetched at all
+        data = read_bytes(uri, src, size)
+    except DecodeError as err:
+        yield [R.file_marker(uri, R.FAILED, stage=err.stage, error=str(err))]
+        return
+    except ReadError as err:
+        yield [R.file_marker(uri, R.FAILED, stage="read", error=str(err))]
+        return
+    except Exception as err:  # a source bug must cost one file, not the job
+        yield [R.file_marker(uri, R.FAILED, stage="read", error=f"{type(err).__name__}: {err}")]
+        return
+    digest, nbytes = content_hash(data), len(data)  # the file's one hash: skip check, items, point ids
+    if prev_hash and prev_hash == digest:
+        yield [R.file_marker(uri, R.SKIPPED, content_hash=digest, bytes_read=nbytes)]
+        return
+    try:
+        decoded = iter_items(uri, data, pre, digest)
+    except DecodeError as err:
+        yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage=err.stage, error=str(err),
+                             bytes_read=nbytes, decoded=True)]
+        return
+    except Exception as err:  # decoders of untrusted media raise anything; record, skip, go on
+        yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage="decode",
+                             error=f"{uri}: {type(err).__name__}: {err}", bytes_read=nbytes, decoded=True)]
+        return
+    del data  # the decoder holds what it still needs
+    if not decoded.count:
+        yield [R.file_marker(uri, R.EMPTY, content_hash=digest, bytes_read=nbytes, decoded=True)]
+        return
+    yield from _item_rows(uri, digest, nbytes, decoded, extractors, per_batch)
+
+
+def _item_rows(uri: str, digest: str, nbytes: int, decoded: DecodedFile, extractors: list[Extractor],
+               per_batch: int) -> Iterator[list[dict[str, Any]]]:
+    """Item rows as they are decoded, each stamped with the file's item count; the file's counters
+    ride on its first row so the driver counts each file once. One row is always kept back until
+    the end, so an error after the last item has a row to ride on."""
+    ready: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []  # items a per-file extractor needs together
+    error = None
+    try:
+        for item in decoded:
+            first = decoded.produced == 1
+            item.update(status=R.ITEM, file_items=decoded.count, outputs={}, errors=[],
+                        bytes_read=nbytes if first else 0, decoded=first)
+            (held if any(ex.accepts(item) for ex in extractors) else ready).append(item)
+            if len(ready) > per_batch:
+                yield ready[:per_batch]
+                ready = ready[per_batch:]
+    except DecodeError as err:
+        error = {"stage": err.stage, "error": str(err)}
+    except Exception as err:  # decoders of untrusted media raise anything; record, go on
+        error = {"stage": "decode", "error": f"{uri}: {type(err).__name__}: {err}"}
+    if error and not decoded.produced:
+        yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage=error["stage"], error=error["error"],
+                             bytes_read=nbytes, decoded=True)]
+        return
+    for ex in extractors:
+        _run_per_file(ex, held)
+    rest = ready + held + _gaps(uri, digest, nbytes, decoded, error)
+    if error and decoded.produced == decoded.count:
+        rest[-1]["errors"].append(error)
+    for start in range(0, len(rest), per_batch):
+        yield rest[start:start + per_batch]
+
+
+def _gaps(uri: str, digest: str, nbytes: int, decoded: DecodedFile, error: dict | None) -> list[dict[str, Any]]:
+    """Gap rows for the items the decoder announced and did not produce; the first carries the
+    error that cut the file short (the file then fails), or the file's counters if no item came."""
+    missing = decoded.count - decoded.produced
+    return [R.gap_row(uri, digest, decoded.count, error=error if i == 0 else None,
+                      bytes_read=nbytes if i == 0 and not decoded.produced else 0,
+                      decoded=i == 0 and not decoded.produced)
+            for i in range(missing)]
 
 
 def _run_per_file(ex: Extractor, items: list[dict[str, Any]]) -> None:

@@ -26,10 +26,12 @@ log = logging.getLogger("prism")
 def cpus_needed(spec: ExtractionJobSpec) -> int:
     """Logical CPUs for every stage's minimum pool plus a read task and the sink, so a laptop with
     fewer cores still runs every stage (actors would otherwise wait for CPUs held by other stages)."""
-    from prism_pipeline.extractors import build_all
+    from prism_pipeline.extractors import extractor_class
 
-    per_file = {ex.name for ex in build_all(spec.extractors) if ex.per_file}
-    pools = sum(e.resources.cpu * e.concurrency.min for e in spec.extractors if e.name not in per_file)
+    # Per-file extractors run inside read tasks, not in pools. Only the class says which: reading
+    # it constructs nothing (no model is resolved just to size the local cluster).
+    pools = sum(e.resources.cpu * e.concurrency.min for i, e in enumerate(spec.extractors)
+                if not extractor_class(e, f"spec.extractors[{i}]").per_file)
     return math.ceil(pools + 1 + 0.5)
 
 

@@ -9,7 +9,8 @@ from prism_pipeline.model_uris import ModelError
 
 from .base import Extractor, Payload, Vector
 
-__all__ = ["BUILTINS", "Extractor", "ExtractorError", "Payload", "Vector", "build", "build_all"]
+__all__ = ["BUILTINS", "Extractor", "ExtractorError", "Payload", "Vector", "build", "build_all",
+           "extractor_class"]
 
 # kind -> "module:Class", imported only when used (each pulls in its own heavy deps).
 BUILTINS = {
@@ -45,15 +46,20 @@ def _load_class(path: str, where: str) -> type:
     return cls
 
 
+def extractor_class(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> type[Extractor]:
+    """The class `spec.kind` names, not constructed: enough to read class attributes (per_file)
+    without resolving a model."""
+    if spec.plugin_path:
+        return _load_class(spec.plugin_path, where)
+    if spec.kind in BUILTINS:
+        return _load_class(BUILTINS[spec.kind], where)
+    raise ExtractorError(f"{where}.kind: {spec.kind!r} is not available in this version of the worker "
+                         f"(available: {', '.join(BUILTINS)}, or a 'python: module:Class' plug-in)")
+
+
 def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
     """An extractor instance (no model loaded yet) with its declarations checked."""
-    if spec.plugin_path:
-        cls = _load_class(spec.plugin_path, where)
-    elif spec.kind in BUILTINS:
-        cls = _load_class(BUILTINS[spec.kind], where)
-    else:
-        raise ExtractorError(f"{where}.kind: {spec.kind!r} is not available in this version of the worker "
-                             f"(available: {', '.join(BUILTINS)}, or a 'python: module:Class' plug-in)")
+    cls = extractor_class(spec, where)
     try:
         ex = cls(spec)
         # output and version resolve the model on the driver: a missing one fails here, named.

@@ -1,8 +1,9 @@
 """Per-modality preprocessing: every file is decoded once into items (see items.ITEM_KEYS).
 
-`decode_file` is pure: bytes in, items out, DecodeError for a file that cannot be used. The
-pipeline counts decodes and records failures itself. `iter_items` yields the same items one at a
-time, so a long video need not hold all its frames at once.
+`iter_items` is the decoder: bytes in, a DecodedFile out, which yields the items one at a time
+(a long video never holds all its frames) and says up front how many it will yield (so each item
+can carry its file's item count). `decode_file` lists them, for callers that want them all.
+DecodeError marks a file that cannot be used. The pipeline counts decodes and records failures.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from prism_api import Preprocess
 
 from .items import ITEM_KEYS, DecodeError, content_hash, make_item, time_key
 
-__all__ = ["ITEM_KEYS", "MODALITIES", "EXTENSIONS", "DecodeError", "decode_file", "iter_items", "modality_of"]
+__all__ = ["ITEM_KEYS", "MODALITIES", "EXTENSIONS", "DecodeError", "DecodedFile", "content_hash", "decode_file",
+           "iter_items", "modality_of", "require_supported"]
 
 MODALITIES = ("image", "video", "audio", "document")
 
@@ -25,6 +27,31 @@ EXTENSIONS: dict[str, str] = {
 }
 
 
+class DecodedFile:
+    """The items of one file, produced lazily, their number announced before the first.
+
+    Each decoder fixes `count` before decoding any item: one image; a document's chunks; an audio
+    track's chunks once the track is decoded; a video's planned frames (from its packet index)
+    plus its audio chunks. Iteration never yields more than `count`; it can stop short when a
+    video's stream breaks after some frames (a damaged tail keeps the frames before the cut), and it
+    raises DecodeError if a decoder fails part-way.
+    """
+
+    def __init__(self, uri: str, count: int, items: Iterator[dict]):
+        self.uri, self.count, self.produced = uri, count, 0
+        self._items = items
+
+    def __iter__(self) -> DecodedFile:
+        return self
+
+    def __next__(self) -> dict:
+        item = next(self._items)
+        if self.produced >= self.count:
+            raise DecodeError(f"{self.uri}: the decoder yielded more than the {self.count} items it announced")
+        self.produced += 1
+        return item
+
+
 def modality_of(uri: str) -> str | None:
     """The file's modality from its extension (case-insensitive); None when unsupported."""
     name = uri.rsplit("/", 1)[-1]
@@ -32,70 +59,90 @@ def modality_of(uri: str) -> str | None:
     return EXTENSIONS.get(name[dot:].lower()) if dot > 0 else None
 
 
-def decode_file(uri: str, data: bytes, preprocess: Preprocess) -> list[dict]:
-    """All items of one file. Raises DecodeError for zero-byte, corrupt, truncated or
-    unsupported files, with a message that names the file."""
-    return list(iter_items(uri, data, preprocess))
-
-
-def iter_items(uri: str, data: bytes, preprocess: Preprocess) -> Iterator[dict]:
-    """The items of `decode_file`, lazily. Unsupported, zero-byte and unreadable files raise before
-    the first item; a file that breaks later (e.g. a video's audio track) raises after some."""
+def require_supported(uri: str) -> str:
+    """The file's modality, or DecodeError when no decoder takes its extension: the one check and
+    the one message, used before a file is fetched and again before it is decoded."""
     modality = modality_of(uri)
     if modality is None:
         supported = " ".join(sorted(EXTENSIONS))
-        raise DecodeError(f"{uri}: unsupported file type; supported extensions: {supported} "
-                          "(narrow spec.source.include to skip others)")
+        raise DecodeError(f"{uri}: unsupported file type (supported extensions: {supported}); "
+                          "narrow spec.source.include to the media you want processed")
+    return modality
+
+
+def decode_file(uri: str, data: bytes, preprocess: Preprocess, digest: str | None = None) -> list[dict]:
+    """All items of one file. Raises DecodeError for zero-byte, corrupt, truncated or
+    unsupported files, with a message that names the file."""
+    return list(iter_items(uri, data, preprocess, digest))
+
+
+def iter_items(uri: str, data: bytes, preprocess: Preprocess, digest: str | None = None) -> DecodedFile:
+    """The items of `decode_file`, lazily, with their count. Unsupported, zero-byte and unreadable
+    files raise here, before the first item. `digest` is the file's content hash when the caller
+    has already computed it (the read stage hashes each file once, for incremental skips too)."""
+    modality = require_supported(uri)
     if not data:
         raise DecodeError(f"{uri}: zero-byte file")
-    digest = content_hash(data)
+    digest = digest or content_hash(data)
     if modality == "image":
-        return iter(_image_items(uri, data, digest, preprocess))
+        return _image_items(uri, data, digest, preprocess)
     if modality == "video":
         return _video_items(uri, data, digest, preprocess)
     if modality == "audio":
-        return iter(_audio_file_items(uri, data, digest, preprocess))
-    return iter(_document_items(uri, data, digest, preprocess))
+        return _audio_file_items(uri, data, digest, preprocess)
+    return _document_items(uri, data, digest, preprocess)
 
 
-def _image_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> list[dict]:
+def _image_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> DecodedFile:
     from .image import decode_image
 
     image = decode_image(data, pre.image.max_side, uri)
-    return [make_item(uri, uri, digest, "image", "image", image=image)]
+    return DecodedFile(uri, 1, iter([make_item(uri, uri, digest, "image", "image", image=image)]))
 
 
-def _video_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> Iterator[dict]:
+def _video_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> DecodedFile:
+    """Frames, then the audio track's chunks. Both are counted before the first frame is decoded:
+    the frames from the packet index, the chunks by decoding the (far smaller) audio track first."""
     from .audio import open_container
-    from .video import sample_frames
+    from .video import decode_frames, plan_frames
 
-    container = open_container(data, uri)  # raises here, before the generator starts
-    has_video, has_audio = bool(container.streams.video), bool(container.streams.audio)
-    if not (has_video or has_audio):
+    container = open_container(data, uri)
+    try:
+        has_video, has_audio = bool(container.streams.video), bool(container.streams.audio)
+        if not (has_video or has_audio):
+            raise DecodeError(f"{uri}: no video or audio stream")
+        plan = None
+        if has_video:
+            plan = plan_frames(container, container.streams.video[0], pre.video.frames_per_second,
+                               pre.video.max_frames, uri)
+        chunks, audio = 0, iter(())
+        if has_audio and (pre.video.audio or not has_video):
+            chunks, audio = _audio_items(uri, data, digest, "video", pre)
+    except BaseException:
         container.close()
-        raise DecodeError(f"{uri}: no video or audio stream")
+        raise
 
     def generate() -> Iterator[dict]:
         with container:
-            if has_video:
-                for f in sample_frames(container, container.streams.video[0], pre.video.frames_per_second,
-                                       pre.video.max_frames, pre.image.max_side, uri):
+            if plan is not None:
+                for f in decode_frames(container, container.streams.video[0], plan, pre.image.max_side, uri):
                     yield make_item(f"{uri}#frame={f.frame}", uri, digest, "video", "image",
                                     image=f.image, timestamp=f.timestamp, frame=f.frame)
-        if has_audio and (pre.video.audio or not has_video):
-            yield from _audio_items(uri, data, digest, "video", pre)
+        yield from audio
 
-    return generate()
+    return DecodedFile(uri, (len(plan.targets) if plan else 0) + chunks, generate())
 
 
-def _audio_file_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> list[dict]:
-    items = _audio_items(uri, data, digest, "audio", pre)
-    if not items:
+def _audio_file_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> DecodedFile:
+    count, items = _audio_items(uri, data, digest, "audio", pre)
+    if not count:
         raise DecodeError(f"{uri}: no audio samples decoded")
-    return items
+    return DecodedFile(uri, count, items)
 
 
-def _audio_items(uri: str, data: bytes, digest: str, file_modality: str, pre: Preprocess) -> list[dict]:
+def _audio_items(uri: str, data: bytes, digest: str, file_modality: str,
+                 pre: Preprocess) -> tuple[int, Iterator[dict]]:
+    """(chunk count, chunks): the track is decoded whole now; each chunk is copied out as it is taken."""
     from .audio import chunk_bounds, decode_audio_stream, open_container
 
     rate = pre.audio.sample_rate
@@ -108,26 +155,29 @@ def _audio_items(uri: str, data: bytes, digest: str, file_modality: str, pre: Pr
             if file_modality != "video":
                 raise
             raise DecodeError(f"{err}; set spec.preprocess.video.audio: false to keep only the frames") from err
-    items = []
-    for start, end in chunk_bounds(len(samples), rate, pre.audio.chunk_seconds):
-        t0, t1 = start / rate, end / rate
-        items.append(make_item(time_key(uri, t0, t1), uri, digest, file_modality, "audio",
-                               audio=samples[start:end].copy(), sample_rate=rate,
-                               timestamp=round(t0, 6), t_end=round(t1, 6)))
-    return items
+    bounds = chunk_bounds(len(samples), rate, pre.audio.chunk_seconds)
+
+    def generate() -> Iterator[dict]:
+        for start, end in bounds:
+            t0, t1 = start / rate, end / rate
+            yield make_item(time_key(uri, t0, t1), uri, digest, file_modality, "audio",
+                            audio=samples[start:end].copy(), sample_rate=rate,
+                            timestamp=round(t0, 6), t_end=round(t1, 6))
+
+    return len(bounds), generate()
 
 
-def _document_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> list[dict]:
+def _document_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> DecodedFile:
+    """Text chunks, cut up front (text is small next to its items' share of the stream)."""
     from .document import chunk_text, decode_text, pdf_pages
 
     size, overlap = pre.document.chunk_chars, pre.document.overlap_chars
-    items = []
     if uri.lower().endswith(".pdf"):
-        for page, text in pdf_pages(data, uri):
-            for c, chunk in enumerate(chunk_text(text, size, overlap)):
-                items.append(make_item(f"{uri}#page={page}&chunk={c}", uri, digest, "document", "text",
-                                       text=chunk, page=page, chunk=c))
-        return items
-    for c, chunk in enumerate(chunk_text(decode_text(data, uri), size, overlap)):
-        items.append(make_item(f"{uri}#chunk={c}", uri, digest, "document", "text", text=chunk, chunk=c))
-    return items
+        chunks = [(f"{uri}#page={page}&chunk={c}", chunk, {"page": page, "chunk": c})
+                  for page, text in pdf_pages(data, uri)
+                  for c, chunk in enumerate(chunk_text(text, size, overlap))]
+    else:
+        chunks = [(f"{uri}#chunk={c}", chunk, {"chunk": c})
+                  for c, chunk in enumerate(chunk_text(decode_text(data, uri), size, overlap))]
+    items = (make_item(key, uri, digest, "document", "text", text=text, **position) for key, text, position in chunks)
+    return DecodedFile(uri, len(chunks), items)

@@ -44,11 +44,18 @@ def sample_times(duration: float, fps: float, max_frames: int) -> list[float]:
     return [k * duration / max_frames for k in range(max_frames)]
 
 
-def sample_frames(container, stream, fps: float, max_frames: int, max_side: int,
-                  name: str) -> Iterator[SampledFrame]:
-    """The sampled frames in order, decoded as they are needed. Each source frame comes at most once
-    (asking for more frames per second than the video has gives every frame). A stream that
-    breaks after some frames (a damaged tail) ends the sequence; one that yields none raises."""
+@dataclass
+class FramePlan:
+    """Which frames to decode, fixed by the packet index before any is decoded."""
+
+    index: _Index
+    targets: list[int]    # pts of the wanted frames, ascending, distinct
+    time_base: float
+
+
+def plan_frames(container, stream, fps: float, max_frames: int, name: str) -> FramePlan:
+    """The frames to sample (framesPerSecond, at most maxFrames), from a demux pass that decodes
+    nothing. Raises DecodeError for a stream that cannot be indexed or has no frames."""
     import av
 
     stream.thread_type = "AUTO"
@@ -61,10 +68,21 @@ def sample_frames(container, stream, fps: float, max_frames: int, max_side: int,
     tb = float(stream.time_base)
     wanted = sorted({_frame_at(index, index.start + round(t / tb))
                      for t in sample_times(index.duration, fps, max_frames)})
+    return FramePlan(index, [index.pts[i] for i in wanted], tb)
+
+
+def decode_frames(container, stream, plan: FramePlan, max_side: int, name: str) -> Iterator[SampledFrame]:
+    """The planned frames in order, decoded as they are needed: at most one per target, so never
+    more than len(plan.targets). Each source frame comes at most once (asking for more frames per
+    second than the video has gives every frame). A stream that breaks after some frames (a damaged
+    tail) ends the sequence short of the plan; one that yields none raises."""
+    import av
+
+    index, tb = plan.index, plan.time_base
     by_pts = {p: i for i, p in enumerate(index.pts)}
     produced = 0
     try:
-        for p, img in _decode_wanted(container, stream, index, [index.pts[i] for i in wanted], max_side):
+        for p, img in _decode_wanted(container, stream, index, plan.targets, max_side):
             produced += 1
             yield SampledFrame(by_pts.get(p, _frame_at(index, p)), round((p - index.start) * tb, 6), img)
     except av.error.FFmpegError as err:

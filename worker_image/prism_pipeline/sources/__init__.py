@@ -17,10 +17,10 @@ from prism_api import SourceSpec
 
 from .globs import compile_globs
 from .local_files import list_local, read_local
-from .refs import FileRef, ReadError, SourceError
+from .refs import FileRef, ReadError, SourceError, check_size
 from .remote import filesystem, list_remote, read_remote
 
-__all__ = ["FileRef", "ReadError", "SourceError", "compile_globs", "list_files", "read_bytes", "split_uri"]
+__all__ = ["FileRef", "ReadError", "SourceError", "check_size", "compile_globs", "list_files", "read_bytes", "split_uri"]
 
 T = TypeVar("T")
 
@@ -51,9 +51,8 @@ def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
     find out, since a remote read makes one request and no HEAD).
     """
     limit = source.max_file_bytes
-    if size is not None and size > limit:
-        raise ReadError(f"{uri}: oversized: {size} bytes > spec.source.maxFileBytes={limit}; "
-                        "raise maxFileBytes or exclude the file")
+    if size is not None:
+        check_size(uri, int(size), limit)
     try:
         scheme, path = split_uri(uri)
         fs = None if scheme is None else filesystem(scheme, source)
@@ -63,9 +62,7 @@ def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
         data = _with_deadline(lambda: read_local(path, uri, limit), source.read_timeout_seconds, uri)
     else:
         data = _with_deadline(lambda: read_remote(fs, path, uri, limit), source.read_timeout_seconds, uri)
-    if len(data) > limit:
-        raise ReadError(f"{uri}: oversized: more than spec.source.maxFileBytes={limit} bytes; "
-                        "raise maxFileBytes or exclude the file")
+    check_size(uri, len(data), limit, at_least=True)  # the listing may be stale, or the source lie
     return data
 
 

@@ -6,7 +6,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from .refs import FileRef, ReadError, SourceError
+from .refs import FileRef, ReadError, SourceError, check_size
 
 
 def list_local(root: str, uri: str, match: Callable[[str], bool]) -> list[FileRef]:
@@ -49,10 +49,7 @@ def read_local(path: str, uri: str, limit: int) -> bytes:
         with open(path, "rb") as f:
             if not _is_regular(os.fstat(f.fileno()).st_mode):
                 raise ReadError(f"{uri}: not a regular file")
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise ReadError(f"{uri}: oversized: {size} bytes > spec.source.maxFileBytes={limit}; "
-                                "raise maxFileBytes or exclude the file")
+            check_size(uri, os.fstat(f.fileno()).st_size, limit)
             return f.read(limit + 1)
     except FileNotFoundError as err:
         raise ReadError(f"{uri}: missing (deleted after listing?)") from err

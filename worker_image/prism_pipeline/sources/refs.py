@@ -19,3 +19,13 @@ class SourceError(Exception):
 
 class ReadError(Exception):
     """One file could not be fetched (timeout, missing, permission, oversized)."""
+
+
+def check_size(uri: str, size: int, limit: int, *, at_least: bool = False) -> None:
+    """The one size rule (spec.source.maxFileBytes), applied to the listed size before a fetch and
+    to what a fetch returned (a source's listing can be stale or wrong). `at_least`: `size` is what
+    a read capped at limit + 1 bytes returned, so the file is at least that large."""
+    if size > limit:
+        amount = f"at least {size}" if at_least else str(size)
+        raise ReadError(f"{uri}: oversized: {amount} bytes > spec.source.maxFileBytes={limit}; "
+                        "raise maxFileBytes or exclude the file")

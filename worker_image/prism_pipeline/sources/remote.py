@@ -1,4 +1,6 @@
-"""s3:// and gs:// through fsspec (s3fs, gcsfs): bounded retries and explicit timeouts."""
+"""s3:// and gs:// through fsspec (s3fs, gcsfs): bounded retries and explicit timeouts.
+
+S3 clients come from prism_pipeline.s3, the factory s3:// models use too."""
 
 from __future__ import annotations
 
@@ -6,13 +8,10 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from prism_api import SourceSpec
+from prism_pipeline import s3
 
 from .refs import FileRef, ReadError, SourceError
 
-# Bounded retries, both with exponential backoff: botocore's per request, and s3fs's around those
-# (for throttling and dropped connections). At most _REQUEST_ATTEMPTS * _FS_RETRIES tries per call.
-_REQUEST_ATTEMPTS = 3
-_FS_RETRIES = 2
 # One listing page is small: a stalled store should fail the listing in minutes, not hours.
 _LIST_REQUEST_TIMEOUT = 30.0
 
@@ -70,31 +69,19 @@ def read_remote(fs, path: str, uri: str, limit: int) -> bytes:
 
 
 def filesystem(scheme: str, source: SourceSpec, request_timeout: float | None = None):
+    """The process's shared filesystem for the scheme and the source's settings."""
     timeout = float(request_timeout or source.read_timeout_seconds)
-    return cached_filesystem(scheme, source.endpoint, source.region, timeout)
+    if scheme == "s3":
+        try:
+            return s3.shared_filesystem(source.endpoint, source.region, timeout)
+        except ImportError as err:
+            raise SourceError("spec.source.uri: s3:// needs the 's3fs' package; pip install s3fs") from err
+    return gcs_filesystem(timeout)
 
 
 @lru_cache(maxsize=16)
-def cached_filesystem(scheme: str, endpoint: str | None, region: str | None, timeout: float):
-    """One filesystem object per process and settings: it holds the connection pool."""
-    if scheme == "s3":
-        try:
-            import s3fs
-        except ImportError as err:
-            raise SourceError("spec.source.uri: s3:// needs the 's3fs' package; pip install s3fs") from err
-        client_kwargs = {"region_name": region} if region else {}
-        fs = s3fs.S3FileSystem(
-            endpoint_url=endpoint,
-            client_kwargs=client_kwargs,
-            config_kwargs={
-                "connect_timeout": min(timeout, 10.0),
-                "read_timeout": timeout,
-                "retries": {"max_attempts": _REQUEST_ATTEMPTS, "mode": "standard"},
-            },
-            skip_instance_cache=True,
-        )
-        fs.retries = _FS_RETRIES  # s3fs's own retry loop around botocore's (class default 5)
-        return fs
+def gcs_filesystem(timeout: float):
+    """One gcsfs filesystem per process and timeout: it holds the connection pool."""
     try:
         import gcsfs
     except ImportError as err:
@@ -102,5 +89,6 @@ def cached_filesystem(scheme: str, endpoint: str | None, region: str | None, tim
                           "in this image; pip install gcsfs") from err
     import aiohttp  # gcsfs's HTTP client
 
-    return gcsfs.GCSFileSystem(requests_timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
+    connect = min(timeout, s3.CONNECT_TIMEOUT_S)
+    return gcsfs.GCSFileSystem(requests_timeout=aiohttp.ClientTimeout(total=timeout, connect=connect),
                                skip_instance_cache=True)
