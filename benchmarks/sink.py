@@ -2,7 +2,7 @@
 embedded mode (the local store `prism run` uses), side by side in one run.
 
 - sink (driver): what the driver does in a run: the sink stage's output batches as they arrive
-  (outcome rows carrying built points) -> unpickle -> `Sink.write_points` (batched upserts of
+  (outcome rows carrying built points) -> unpickle -> `Sink.write` (batched upserts of
   sink.batchSize, with bounded retries) into a fresh store. `build_points` runs upstream in a Ray
   stage, in parallel with these writes;
 - sink (serial): the same, plus `build_points` (ids, named vectors, payload from item rows) in the
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from prism_api import ExtractorSpec, QdrantSink  # noqa: E402
 from prism_pipeline import rows as R  # noqa: E402
 from prism_pipeline.extractors import build_all  # noqa: E402
-from prism_pipeline.sink import Sink  # noqa: E402
+from prism_pipeline.sink import Sink, point_fields  # noqa: E402
 from prism_pipeline.sink.embedded import build_points, close_embedded  # noqa: E402
 
 DIM = 384
@@ -75,22 +75,18 @@ def main() -> None:
     def through_sink(state: Path, serial: bool) -> float:
         sink = Sink(spec, extractors, state)
         sink.prepare()
-        kwargs = {"vector_names": sink.vector_names, "payload_names": sink.payload_names, "versions": sink.versions}
         arriving = batches if serial else built
         started = time.perf_counter()
         for batch in arriving:
-            outs = R.from_batch(build_points(batch, **kwargs) if serial else batch)
-            sink.write_points([o["point"] for o in outs if o.get("point") is not None])
+            sink.write(R.from_batch(build_points(batch, **fields) if serial else batch))
         elapsed = time.perf_counter() - started
         assert sink.count() == args.points, sink.count()
         close_embedded(state)
         return elapsed
 
-    probe = Sink(spec, extractors, work / "probe")
-    kwargs = {"vector_names": probe.vector_names, "payload_names": probe.payload_names, "versions": probe.versions}
-    built = [build_points(batch, **kwargs) for batch in batches]  # the sink stage's output batches
+    fields = point_fields(extractors)  # what the sink stage is given
+    built = [build_points(batch, **fields) for batch in batches]  # the sink stage's output batches
     points_for_direct = [o["point"] for b in built for o in R.from_batch(b) if o.get("point")]
-    close_embedded(work / "probe")
 
     def direct(state: Path) -> float:
         sink = Sink(spec, extractors, state)

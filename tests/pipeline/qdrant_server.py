@@ -39,6 +39,8 @@ class QdrantStandIn:
         local = self.local
         if method == "GET" and path == "/":
             return 200, {"title": "qdrant - vector search engine (Prism test stand-in)", "version": "1.20.0"}
+        if method == "GET" and path == "/collections":
+            return 200, local.get_collections().model_dump(mode="json")
         found = re.fullmatch(r"/collections/([^/]+)(/.*)?", path)
         if not found:
             return 404, {"error": f"no route {method} {path}"}
@@ -69,6 +71,10 @@ class QdrantStandIn:
                 selector = m.FilterSelector.model_validate(body) if "filter" in body else \
                     m.PointIdsList.model_validate(body)
                 return 200, local.delete(name, points_selector=selector).model_dump(mode="json")
+            case "POST", "/points/query":
+                req = m.QueryRequest.model_validate(body)
+                return 200, local.query_points(name, query=req.query, using=req.using, limit=req.limit or 10,
+                                               with_payload=req.with_payload or False).model_dump(mode="json")
             case "POST", "/points/count":
                 req = m.CountRequest.model_validate(body)
                 return 200, local.count(name, count_filter=req.filter, exact=True).model_dump(mode="json")

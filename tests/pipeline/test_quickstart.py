@@ -8,6 +8,7 @@ import argparse
 import pytest
 
 from prism_cli import cmd_run, cmd_search
+from prism_pipeline.search import search
 from prism_pipeline.sink.embedded import close_embedded, embedded_client
 
 from .conftest import EXAMPLES
@@ -62,11 +63,11 @@ def test_quickstart_writes_one_point_per_item(quickstart):
 
 def test_search_finds_the_right_document(quickstart, capsys):
     _, state = quickstart
-    hits = cmd_search.search("how do bees make honey", "quickstart", state_dir=str(state))
-    assert hits[0]["uri"].endswith("docs/honeybees.pdf")
-    hits = cmd_search.search("the largest planet and its great red spot", "quickstart", state_dir=str(state))
-    assert hits[0]["uri"].endswith("docs/solar_system.txt")
-    close_embedded(state)
+    close_embedded(state)  # as after `prism run`: the search opens the store itself
+    found = search("how do bees make honey", "quickstart", state_dir=str(state))
+    assert found.hits[0].uri.endswith("docs/honeybees.pdf") and found.vector == "text" and not found.warnings
+    found = search("the largest planet and its great red spot", "quickstart", state_dir=str(state))
+    assert found.hits[0].uri.endswith("docs/solar_system.txt")
     code = cmd_search.run(argparse.Namespace(query="lava from a volcano", collection="quickstart", vector=None,
                                              limit=3, state_dir=str(state), url=None))
     out = capsys.readouterr().out

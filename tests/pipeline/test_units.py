@@ -19,7 +19,7 @@ from prism_pipeline.model_uris import ModelError, resolve
 from prism_pipeline.points import point_id, to_point
 from prism_pipeline.progress_actor import ProgressState, serve
 from prism_pipeline.sink.collection import CollectionError, ensure_collections
-from prism_pipeline.sink.server import SinkWriteError, call_with_retries
+from prism_pipeline.sink.retries import SinkWriteError, call_with_retries
 
 from .conftest import spec_for
 

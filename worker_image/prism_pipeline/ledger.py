@@ -73,6 +73,12 @@ class FileTracker:
         self._finished_uris.add(uri)
         return uri, o["content_hash"], o["file_items"]
 
+    def observe_batch(self, outcomes: list[dict[str, Any]], points_written: int) -> list[tuple[str, str, int]]:
+        """Account for one batch of outcome rows and the points it wrote; return the files it
+        finished cleanly (uri, content_hash, items)."""
+        self.points += points_written
+        return [f for f in map(self.observe, outcomes) if f is not None]
+
     def _fail(self, uri: str, stage: str, error: str) -> None:
         self.files_failed += 1
         self._finished_uris.add(uri)
@@ -96,6 +102,12 @@ class FileTracker:
         return Counts(files_done=self.files_done, files_failed=self.files_failed, files_skipped=self.files_skipped,
                       points_written=self.points, bytes_read=self.bytes_read, decodes=self.decodes,
                       items=dict(self.items), items_failed=dict(self.items_failed))
+
+    def driver_counts(self) -> Counts:
+        """What only the driver counts: files and points. Stages count their own items, bytes and
+        decodes on the progress actor; the driver's share is sent as the difference of two of these."""
+        return Counts(files_done=self.files_done, files_failed=self.files_failed, files_skipped=self.files_skipped,
+                      points_written=self.points)
 
     def failure_reasons(self) -> Counter:
         """Failures grouped by stage and the error's first words (for the summary table)."""

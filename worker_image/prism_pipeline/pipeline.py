@@ -7,6 +7,11 @@
 The driver consumes the stream's compact outcome rows, which gives backpressure for free and
 makes the driver the one authoritative account of every file (ledger.FileTracker). Nothing is
 materialized and no lazy dataset is branched.
+
+`run_job` reads top to bottom as the job's steps: _build_extractors, _list, _open_sink,
+_incremental_plan, _start_progress, _run_pipeline (build_dataset, then _drain: _batches feeds the
+stream, _account counts each batch, _Records records finished files), _verdict. The sink is used
+only through its methods (prism_pipeline.sink.Sink).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +29,10 @@ from prism_api import ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
 from prism_api.fields import quantity_value
 from prism_api.outcome import Outcome
-from prism_api.progress_report import Counts
 from prism_pipeline import incremental
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
+from prism_pipeline.incremental import Plan
 from prism_pipeline.ledger import Failure, FileTracker
 from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
 from prism_pipeline.sources import SourceError, list_files
@@ -40,6 +45,7 @@ BATCH_SHARE = 0.001
 READ_MEMORY = 256 * 1024**2
 RECORD_FLUSH_S = 2.0     # how often finished files are recorded for incremental runs
 RECORD_FLUSH_FILES = 256
+STREAM_BUFFER = 4        # batches the feeder thread may read ahead of the driver
 
 
 class JobError(Exception):
@@ -74,86 +80,124 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     cannot start or cannot go on (its outcome is Outcome.FAILED, recorded on the progress actor when
     there is one); otherwise returns the result (ok decided by failurePolicy.maxFailedFileRatio,
     its outcome recorded on the progress actor with the final totals)."""
-    import ray
-
     started = time.monotonic()
+    extractors = _build_extractors(spec)
+    refs = _list(spec)
+    with _open_sink(spec, extractors, state_dir) as sink:
+        plan = _incremental_plan(spec, extractors, sink, refs)
+        progress = _start_progress(name, len(refs), progress_port, namespace, attempt, on_progress)
+        tracker = FileTracker(files_total=len(refs))
+        _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker)
+        result = _verdict(name, spec, extractors, tracker, sink, started)
+    _finish(progress, tracker, result)
+    return result
+
+
+# -- before the stream -------------------------------------------------------------------------------
+
+def _build_extractors(spec: ExtractionJobSpec) -> list[Extractor]:
     try:
-        extractors = build_all(spec.extractors)
+        return build_all(spec.extractors)
     except ExtractorError as err:
         raise JobError(str(err)) from err
+
+
+def _list(spec: ExtractionJobSpec) -> list:
+    """The source's files (uri, size), listed on the driver."""
     try:
-        refs = list_files(spec.source)
+        return list_files(spec.source)
     except SourceError as err:
         raise JobError(str(err)) from err
-    try:
-        sink = Sink(spec.sink.qdrant, extractors, state_dir)
-        sink.prepare()
-    except (CollectionError, StoreBusyError) as err:
-        raise JobError(str(err)) from err
-    except Exception as err:  # server unreachable, auth refused, ...
-        raise JobError(f"spec.sink.qdrant: cannot prepare collection {spec.sink.qdrant.collection!r}: "
-                       f"{type(err).__name__}: {err}") from err
-    key = incremental.run_key(spec, extractors)
-    uris = [r.uri for r in refs]
-    records = incremental.recorded(sink.client, sink.collection, uris)
-    skip_if = incremental.previous_hashes(records, key) if spec.incremental else {}
-    recorded_hashes = {uri: r["content_hash"] for uri, r in records.items()}
 
+
+def _open_sink(spec: ExtractionJobSpec, extractors: list[Extractor], state_dir: str | Path) -> Sink:
+    """The job's sink with its collections ready: created, or checked to fit this job's vectors."""
+    qdrant = spec.sink.qdrant
+    sink = None
+    try:
+        sink = Sink(qdrant, extractors, state_dir)
+        sink.prepare()
+        return sink
+    except Exception as err:
+        if sink is not None:
+            sink.close()
+        if isinstance(err, CollectionError | StoreBusyError):
+            raise JobError(str(err)) from err
+        # server unreachable, auth refused, ...
+        raise JobError(f"spec.sink.qdrant: cannot prepare collection {qdrant.collection!r}: "
+                       f"{type(err).__name__}: {err}") from err
+
+
+def _incremental_plan(spec: ExtractionJobSpec, extractors: list[Extractor], sink: Sink, refs: list) -> Plan:
+    """What earlier runs recorded about the listed files: which to skip, which leave stale points."""
+    return incremental.plan(spec, extractors, sink.records([r.uri for r in refs]))
+
+
+def _start_progress(name: str, files_total: int, progress_port: int | None, namespace: str, attempt: int,
+                    on_progress: Callable[[Any], None] | None) -> Any:
+    """The progress actor (and its endpoint when a port is given), handed to `on_progress`."""
     from prism_pipeline.progress_actor import start_progress_actor
 
-    progress, port = start_progress_actor(name, len(refs), progress_port, namespace=namespace, attempt=attempt)
+    progress, port = start_progress_actor(name, files_total, progress_port, namespace=namespace, attempt=attempt)
     if port is not None:
         log.info("progress: http://0.0.0.0:%s/metrics", port)
     if on_progress:
         on_progress(progress)
-    tracker = FileTracker(files_total=len(refs))
+    return progress
+
+
+# -- the stream ---------------------------------------------------------------------------------------
+
+def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, plan: Plan, sink: Sink,
+                  progress: Any, tracker: FileTracker) -> None:
+    """Stream the listed files through the stages and the sink; afterwards every file has an outcome.
+    A failure that stops the job is recorded on the progress actor (Failed) and raised as JobError."""
     try:
         if refs:
-            if BATCH_RESOURCE not in ray.cluster_resources():
-                log.warning("no Ray node advertises the 'batch' resource yet: stages wait for a Prism worker "
-                            "(cluster.batchResource); the job fails after stallTimeoutSeconds if none comes")
-            ds = build_dataset(spec, extractors, refs, skip_if, sink, progress)
-            _consume(ds, spec, sink, tracker, progress, key, recorded_hashes)
-        tracker.close(uris)
+            _warn_without_batch_nodes()
+            ds = build_dataset(spec, extractors, refs, plan.skip_if, sink, progress)
+            _drain(ds, spec, sink, tracker, progress, plan)
+        tracker.close([r.uri for r in refs])
     except JobError as err:
         _finish_failed(progress, tracker, err)
         raise
     except Exception as err:
-        # A stage that raised past its own handling (the sink refusing writes after its retries,
-        # a worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the
-        # first lines say what happened.
-        first = "\n".join(str(err).strip().splitlines()[-6:])
-        failed = JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
-                          f"{type(err).__name__}: {first}")
+        failed = _pipeline_failed(err, tracker)
         _finish_failed(progress, tracker, failed)
         raise failed from err
-    ratio = tracker.files_failed / len(refs) if refs else 0.0
-    limit = spec.failure_policy.max_failed_file_ratio
-    ok = ratio <= limit
-    message = (f"{tracker.files_done} files done, {tracker.files_skipped} skipped, {tracker.files_failed} failed "
-               f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
-    if not ok:
-        message = "too many files failed: " + message
-    result = JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
-                       collection=sink.collection, points_in_collection=sink.count(),
-                       extractors=[ex.name for ex in extractors])
-    # The driver's totals are exact; the actor's running counts came from fire-and-forget calls. The
-    # verdict goes with them, so a reader never sees the final totals without it.
-    ray.get(progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, message), timeout=30)
-    return result
 
 
-def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:
-    """Push the totals so far and the Failed verdict (fire-and-forget: the actor may be the problem)."""
-    progress.finish.remote(tracker.counts(), tracker.failures, Outcome.FAILED.value, str(err))
+def _warn_without_batch_nodes() -> None:
+    import ray
+
+    if BATCH_RESOURCE not in ray.cluster_resources():
+        log.warning("no Ray node advertises the 'batch' resource yet: stages wait for a Prism worker "
+                    "(cluster.batchResource); the job fails after stallTimeoutSeconds if none comes")
+
+
+def _pipeline_failed(err: Exception, tracker: FileTracker) -> JobError:
+    """A stage that raised past its own handling (the sink refusing writes after its retries, a
+    worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the last lines
+    say what happened."""
+    first = "\n".join(str(err).strip().splitlines()[-6:])
+    return JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
+                    f"{type(err).__name__}: {first}")
 
 
 def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, prev: dict[str, str],
                   sink: Sink, progress: Any):
-    import ray
+    """The job's one lazy stream: listing -> read+decode -> each extractor's stage -> the sink's stage.
+    `prev` maps a uri to the content hash its read task may skip the file on."""
+    ds = _listing(spec, refs, prev)
+    ds = _read_stage(ds, spec, extractors, progress)
+    for ex in extractors:
+        if not ex.per_file:  # per-file extractors run inside the read task
+            ds = _extractor_stage(ds, ex, progress)
+    return sink.stage(ds, BATCH_SHARE)
 
-    from prism_pipeline.extract_stage import ExtractorStage
-    from prism_pipeline.read_stage import read_decode
+
+def _listing(spec: ExtractionJobSpec, refs: list, prev: dict[str, str]):
+    import ray
 
     listing = [{"uri": r.uri, "size": int(r.size), "prev_hash": prev.get(r.uri, "")} for r in refs]
     # One block per file up to a bound: each block is a read task, so files decode in parallel.
@@ -161,106 +205,165 @@ def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
     # Ray's own guard: no block moving anywhere for this long fails the execution (default 1800 s).
     ds.context.execution_no_progress_timeout_s = float(spec.stall_timeout_seconds)
     ds.context.enable_progress_bars = False
+    return ds
+
+
+def _read_stage(ds, spec: ExtractionJobSpec, extractors: list[Extractor], progress: Any):
+    from prism_pipeline.read_stage import read_decode
+
     per_file = [ex for ex in extractors if ex.per_file]
     # The memory hint is a floor for one file's decoded items (frames add up). Differing from the
     # extractor stages' arguments, it also keeps Ray from fusing decoding into the first extractor's
     # actors, which would tie decode parallelism, and decoded frames, to that model's pool.
-    ds = ds.map_batches(
+    return ds.map_batches(
         read_decode, batch_size=1, num_cpus=1, memory=READ_MEMORY, resources={BATCH_RESOURCE: BATCH_SHARE},
         fn_kwargs={"source": spec.source.model_dump(mode="json"),
                    "preprocess": spec.preprocess.model_dump(mode="json"),
                    "per_file": [ex.spec.model_dump(mode="json") for ex in per_file], "progress": progress},
     )
-    for ex in extractors:
-        if ex.per_file:
-            continue
-        res = ex.spec.resources
-        options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE}}
-        if res.gpu:
-            options["num_gpus"] = res.gpu
-        if res.memory:
-            options["memory"] = quantity_value(res.memory)
-        ds = ds.map_batches(
-            ExtractorStage, batch_size=int(ex.spec.batch_size),
-            compute=ray.data.ActorPoolStrategy(min_size=ex.spec.concurrency.min,
-                                               max_size=ex.spec.concurrency.max),
-            fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress},
-            **options,
-        )
-    return sink.add_stage(ds, BATCH_SHARE)
 
 
-def _consume(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, key: str,
-             prev: dict[str, str]) -> None:
-    """Drain the stream on the driver: account files, write embedded points, record finished files,
-    report progress once per batch, and fail a stalled pipeline after spec.stallTimeoutSeconds."""
+def _extractor_stage(ds, ex: Extractor, progress: Any):
+    """One extractor as an elastic actor pool (spec.extractors[].concurrency) on its own resources."""
+    import ray
+
+    from prism_pipeline.extract_stage import ExtractorStage
+
+    res = ex.spec.resources
+    options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE}}
+    if res.gpu:
+        options["num_gpus"] = res.gpu
+    if res.memory:
+        options["memory"] = quantity_value(res.memory)
+    return ds.map_batches(
+        ExtractorStage, batch_size=int(ex.spec.batch_size),
+        compute=ray.data.ActorPoolStrategy(min_size=ex.spec.concurrency.min, max_size=ex.spec.concurrency.max),
+        fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress},
+        **options,
+    )
+
+
+# -- the driver's side of the stream --------------------------------------------------------------------
+
+def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, plan: Plan) -> None:
+    """Consume the stream on the driver, batch by batch: the sink writes (the embedded store's
+    upserts; server mode's writers already did), the tracker accounts files and points, the progress
+    actor gets what changed, and finished files are recorded for incremental runs."""
+    records = _Records(sink, plan)
+    for batch in _batches(ds, tracker, spec.stall_timeout_seconds):
+        outcomes = R.from_batch(batch)
+        records.add(_account(outcomes, sink.write(outcomes), tracker, progress))
+    records.flush()
+
+
+_DONE = object()
+
+
+def _batches(ds, tracker: FileTracker, stall_s: float) -> Iterator[dict]:
+    """The stream's batches, read ahead by a feeder thread so the driver can notice a stall: raises
+    JobError when no file has finished for `stall_s` seconds, or when Ray's own guard saw no data move."""
     from ray.data.exceptions import ExecutionTimeoutError
 
-    batches: queue.Queue = queue.Queue(maxsize=4)
-    done = object()
-
-    def feed() -> None:
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-                batches.put(batch)
-            batches.put(done)
-        except BaseException as err:  # handed to the consuming thread
-            batches.put(err)
-
-    threading.Thread(target=feed, name="prism-stream", daemon=True).start()
-    stall = spec.stall_timeout_seconds
-    last_finish = time.monotonic()
-    pending: list[tuple[str, str, int]] = []
-    last_flush = time.monotonic()
+    batches: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
+    threading.Thread(target=_feed, args=(ds, batches), name="prism-stream", daemon=True).start()
+    finished, last_finish = tracker.files_finished, time.monotonic()
     while True:
+        if tracker.files_finished != finished:  # the consumer finished files with the last batch
+            finished, last_finish = tracker.files_finished, time.monotonic()
         try:
             batch = batches.get(timeout=1.0)
         except queue.Empty:
             batch = None
-        if batch is done:
-            break
+        if batch is None:
+            if time.monotonic() - last_finish > stall_s:
+                raise JobError(f"pipeline stalled: no file finished in spec.stallTimeoutSeconds={stall_s}s "
+                               f"({tracker.files_finished}/{tracker.files_total} files finished); check "
+                               "that workers advertise the 'batch' resource and that extractors are not hung")
+            continue
+        if batch is _DONE:
+            return
         if isinstance(batch, ExecutionTimeoutError):
-            raise JobError(f"pipeline stalled: no data moved for spec.stallTimeoutSeconds={stall}s "
+            raise JobError(f"pipeline stalled: no data moved for spec.stallTimeoutSeconds={stall_s}s "
                            f"({tracker.files_finished}/{tracker.files_total} files finished). "
                            f"Ray says: {batch}") from batch
         if isinstance(batch, BaseException):
             raise batch
-        if batch is None:
-            if time.monotonic() - last_finish > stall:
-                raise JobError(f"pipeline stalled: no file finished in spec.stallTimeoutSeconds={stall}s "
-                               f"({tracker.files_finished}/{tracker.files_total} files finished); check "
-                               "that workers advertise the 'batch' resource and that extractors are not hung")
-            continue
-        outs = R.from_batch(batch)
-        points = [o["point"] for o in outs if o.get("point") is not None]
-        sink.write_points(points)
-        before = tracker.counts()
-        tracker.points += len(points) if not sink.server else sum(1 for o in outs if o.get("written"))
-        for o in outs:
-            finished = tracker.observe(o)
-            if finished:
-                pending.append(finished)
-        after = tracker.counts()
-        if after.files_finished != before.files_finished:
-            last_finish = time.monotonic()
-        # Stages count their own items, bytes and decodes; the driver adds files and points.
-        delta = Counts(files_done=after.files_done - before.files_done,
-                       files_failed=after.files_failed - before.files_failed,
-                       files_skipped=after.files_skipped - before.files_skipped,
-                       points_written=after.points_written - before.points_written)
-        new_failures = tracker.failures[len(tracker.failures) - delta.files_failed:] if delta.files_failed else []
-        if not delta.is_zero():
-            progress.add.remote(delta, new_failures)
-        if len(pending) >= RECORD_FLUSH_FILES or time.monotonic() - last_flush > RECORD_FLUSH_S:
-            _record(sink, pending, key, prev)
-            pending, last_flush = [], time.monotonic()
-    _record(sink, pending, key, prev)
+        yield batch
 
 
-def _record(sink: Sink, finished: list[tuple[str, str, int]], key: str, prev: dict[str, str]) -> None:
-    if not finished:
-        return
-    incremental.write_records(sink.client, sink.collection, finished, key)
-    for uri, content_hash, _ in finished:
-        if uri in prev and prev[uri] != content_hash:
-            incremental.delete_stale(sink.client, sink.collection, uri, content_hash)
+def _feed(ds, batches: queue.Queue) -> None:
+    """The feeder thread: iterate the stream into `batches`, then _DONE or the error that ended it."""
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            batches.put(batch)
+        batches.put(_DONE)
+    except BaseException as err:  # handed to the consuming thread
+        batches.put(err)
+
+
+def _account(outcomes: list[dict[str, Any]], written: int, tracker: FileTracker,
+             progress: Any) -> list[tuple[str, str, int]]:
+    """One batch into the tracker, and what changed to the progress actor (fire-and-forget: stages
+    count their own items, bytes and decodes; the driver adds files and points). Returns the files
+    the batch finished cleanly."""
+    before, failures_before = tracker.driver_counts(), len(tracker.failures)
+    finished = tracker.observe_batch(outcomes, written)
+    delta = tracker.driver_counts() - before
+    if not delta.is_zero():
+        progress.add.remote(delta, tracker.failures[failures_before:])
+    return finished
+
+
+class _Records:
+    """Finished files waiting to be recorded for incremental runs: written every RECORD_FLUSH_FILES
+    files or RECORD_FLUSH_S seconds, so a crash loses little and the sink sees few small writes.
+    A recorded file whose content changed then loses its earlier points."""
+
+    def __init__(self, sink: Sink, plan: Plan):
+        self._sink, self._plan = sink, plan
+        self._pending: list[tuple[str, str, int]] = []
+        self._last_flush = time.monotonic()
+
+    def add(self, finished: list[tuple[str, str, int]]) -> None:
+        self._pending += finished
+        if len(self._pending) >= RECORD_FLUSH_FILES or time.monotonic() - self._last_flush > RECORD_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._sink.record(self._pending, self._plan.key)
+            for uri, content_hash, _ in self._pending:
+                if self._plan.is_stale(uri, content_hash):
+                    self._sink.delete_stale(uri, content_hash)
+        self._pending, self._last_flush = [], time.monotonic()
+
+
+# -- after the stream ---------------------------------------------------------------------------------
+
+def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tracker: FileTracker,
+             sink: Sink, started: float) -> JobResult:
+    """ok when the failed share of the listed files is within failurePolicy.maxFailedFileRatio."""
+    ratio = tracker.files_failed / tracker.files_total if tracker.files_total else 0.0
+    limit = spec.failure_policy.max_failed_file_ratio
+    ok = ratio <= limit
+    message = (f"{tracker.files_done} files done, {tracker.files_skipped} skipped, {tracker.files_failed} failed "
+               f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
+    if not ok:
+        message = "too many files failed: " + message
+    return JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
+                     collection=sink.collection, points_in_collection=sink.count(),
+                     extractors=[ex.name for ex in extractors])
+
+
+def _finish(progress: Any, tracker: FileTracker, result: JobResult) -> None:
+    """The driver's totals are exact; the actor's running counts came from fire-and-forget calls. The
+    verdict goes with them, so a reader never sees the final totals without it."""
+    import ray
+
+    ray.get(progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, result.message),
+            timeout=30)
+
+
+def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:
+    """Push the totals so far and the Failed verdict (fire-and-forget: the actor may be the problem)."""
+    progress.finish.remote(tracker.counts(), tracker.failures, Outcome.FAILED.value, str(err))

@@ -10,6 +10,8 @@ from typing import Any
 from prism_api.conventions import files_collection
 from prism_pipeline.extractors import Extractor, Vector
 
+from .retries import ATTEMPTS, call_with_retries
+
 META_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "prism:collection-meta"))
 
 
@@ -21,7 +23,8 @@ def vector_params(extractors: list[Extractor]) -> dict[str, Vector]:
     return {ex.name: ex.output for ex in extractors if isinstance(ex.output, Vector)}
 
 
-def ensure_collections(client: Any, name: str, extractors: list[Extractor], server: bool = True) -> None:
+def ensure_collections(client: Any, name: str, extractors: list[Extractor], server: bool = True,
+                       attempts: int = ATTEMPTS) -> None:
     """Create the collections if missing; check an existing one has the vectors this job writes."""
     from qdrant_client import models as qm
 
@@ -50,7 +53,7 @@ def ensure_collections(client: Any, name: str, extractors: list[Extractor], serv
     files = files_collection(name)
     if not client.collection_exists(files):
         client.create_collection(files, vectors_config={})
-    write_meta(client, name, extractors)
+    write_meta(client, name, extractors, attempts)
 
 
 def _index(client: Any, name: str) -> None:
@@ -61,7 +64,7 @@ def _index(client: Any, name: str) -> None:
     client.create_payload_index(name, "uri", field_schema=qm.PayloadSchemaType.KEYWORD)
 
 
-def write_meta(client: Any, name: str, extractors: list[Extractor]) -> None:
+def write_meta(client: Any, name: str, extractors: list[Extractor], attempts: int = ATTEMPTS) -> None:
     from qdrant_client import models as qm
 
     meta = {"prism_meta": True, "extractors": [
@@ -70,16 +73,26 @@ def write_meta(client: Any, name: str, extractors: list[Extractor]) -> None:
          "size": ex.output.size if isinstance(ex.output, Vector) else None}
         for ex in extractors
     ]}
-    from .server import call_with_retries
-
     call_with_retries(lambda: client.upsert(files_collection(name), wait=True,
                                             points=[qm.PointStruct(id=META_ID, vector={}, payload=meta)]),
-                      f"writing the extractor record of {name!r}")
+                      f"writing the extractor record of {name!r}", attempts=attempts)
 
 
-def read_meta(client: Any, name: str) -> dict[str, Any] | None:
+def read_meta(client: Any, name: str, attempts: int = ATTEMPTS) -> dict[str, Any] | None:
+    """The extractor record of collection `name`, or None when it is not a Prism collection."""
     files = files_collection(name)
-    if not client.collection_exists(files):
-        return None
-    found = client.retrieve(files, ids=[META_ID], with_payload=True)
-    return found[0].payload if found else None
+
+    def read() -> dict[str, Any] | None:
+        if not (client.collection_exists(name) and client.collection_exists(files)):
+            return None
+        found = client.retrieve(files, ids=[META_ID], with_payload=True)
+        return found[0].payload if found else None
+
+    return call_with_retries(read, f"reading the extractor record of {name!r}", attempts=attempts)
+
+
+def point_collections(client: Any, attempts: int = ATTEMPTS) -> list[str]:
+    """The collections holding points (not Prism's companion `__prism_*` ones)."""
+    found = call_with_retries(lambda: client.get_collections().collections, "listing collections",
+                              attempts=attempts)
+    return [c.name for c in found if "__prism" not in c.name]

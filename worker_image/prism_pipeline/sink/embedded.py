@@ -25,9 +25,22 @@ class StoreBusyError(Exception):
     """Another process holds the embedded store."""
 
 
+class StoreMissingError(Exception):
+    """No run has made an embedded store there (a reader asked for it)."""
+
+
+def store_path(state_dir: str | Path) -> Path:
+    return (Path(state_dir) / "qdrant").resolve()
+
+
+def store_exists(state_dir: str | Path) -> bool:
+    """Whether a run has made a store under `state_dir` (opening one would create it)."""
+    return store_path(state_dir).is_dir()
+
+
 def embedded_client(state_dir: str | Path):
     """The process-wide client of the store under `state_dir`."""
-    path = str((Path(state_dir) / "qdrant").resolve())
+    path = str(store_path(state_dir))
     with _LOCK:
         if path not in _CLIENTS:
             from qdrant_client import QdrantClient
@@ -53,7 +66,8 @@ def _close_all() -> None:
 
 
 def close_embedded(state_dir: str | Path) -> None:
-    path = str((Path(state_dir) / "qdrant").resolve())
+    """Release the store under `state_dir` (its file lock), for every job of this process."""
+    path = str(store_path(state_dir))
     with _LOCK:
         client = _CLIENTS.pop(path, None)
     if client is not None:

@@ -10,10 +10,6 @@ operator), never from the spec.
 from __future__ import annotations
 
 import os
-import random
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -21,13 +17,7 @@ from prism_api.conventions import ENV_QDRANT_API_KEY
 from prism_pipeline import points as P
 from prism_pipeline import rows as R
 
-ATTEMPTS = 5
-BACKOFF_S = 0.5
-MAX_BACKOFF_S = 10.0
-
-
-class SinkWriteError(Exception):
-    """Qdrant refused a batch after every retry."""
+from .retries import call_with_retries
 
 
 def server_client(url: str, timeout_s: float):
@@ -35,27 +25,6 @@ def server_client(url: str, timeout_s: float):
 
     return QdrantClient(url=url, api_key=os.environ.get(ENV_QDRANT_API_KEY) or None,
                         timeout=max(1, int(round(timeout_s))))
-
-
-def call_with_retries(call: Callable[[], Any], what: str, attempts: int = ATTEMPTS,
-                      backoff_s: float = BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Call `call` (one Qdrant request) until it succeeds, at most `attempts` times, backing off
-    0.5, 1, 2, 4 s (+-25%); return its result."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as err:
-            if attempt == attempts or not _retryable(err):
-                raise SinkWriteError(f"{what}: {type(err).__name__}: {err} (after {attempt} attempt(s))") from err
-            delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (attempt - 1))
-            sleep(delay * random.uniform(0.75, 1.25))
-
-
-def _retryable(err: Exception) -> bool:
-    """Client errors (a bad request, a wrong vector size) will fail again; transport errors and
-    5xx/429 responses may not."""
-    status = getattr(err, "status_code", None)
-    return status is None or status == 429 or status >= 500
 
 
 class QdrantWriter:
@@ -74,7 +43,7 @@ class QdrantWriter:
                                        with_points=False)
         if pts:
             call_with_retries(lambda: self.client.upsert(self.collection, points=pts, wait=True),
-                                f"upsert of {len(pts)} points into {self.collection!r}")
+                              f"upsert of {len(pts)} points into {self.collection!r}")
             for o in outs:
                 o["written"] = o["status"] == R.ITEM
         return R.to_batch(outs) if outs else R.empty_batch()
