@@ -133,6 +133,7 @@ def test_a_decoder_failing_part_way_fails_its_file_with_the_decode_error():
     tracker = track(batches, 1)
     assert tracker.files_failed == 1 and tracker.failures[0].stage == "decode"
     assert tracker.failures[0].error == "/t.txt: broken after three"
+    assert dict(tracker.items_failed) == {}  # a decode failure is the file's, not an extractor's
 
 
 def test_a_decoder_failing_before_its_first_item_is_one_failed_row():

@@ -56,8 +56,9 @@ class FileTracker:
             self.files_done += 1
             self._finished_uris.add(uri)
             return uri, o["content_hash"], 0
-        for err in o["errors"]:
-            self.items_failed[err["stage"]] += 1
+        if status != R.GAP:  # a gap's error is its file's decode failure, not an extractor's item failure
+            for err in o["errors"]:
+                self.items_failed[err["stage"]] += 1
         if o["errors"]:
             self._first_error.setdefault(uri, o["errors"][0])
         seen = self._seen.get(uri, 0) + 1
