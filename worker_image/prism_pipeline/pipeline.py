@@ -1,4 +1,4 @@
-"""One ExtractionJob as one streaming Ray Data pipeline (DESIGN §4):
+"""One ExtractionJob as one streaming Ray Data pipeline (docs/design.md §4):
 
     list files (driver) -> incremental lookup -> read+decode once per file (tasks)
       -> extractor 1 -> ... -> extractor N   (chained actor stages over the one stream)
