@@ -78,7 +78,7 @@ def timed(name: str, job: ExtractionJobSpec, state: Path) -> tuple[float, int]:
     result = run_job(name, job, state_dir=state)
     if not result.ok:
         raise SystemExit(f"{name} failed: {result.message}")
-    return time.monotonic() - started, result.tracker.decodes
+    return time.monotonic() - started, result.tracker.totals.decodes
 
 
 def main() -> None:

@@ -68,24 +68,21 @@ def decode_document(encoded: str) -> dict:
     return document
 
 
-def _attempt(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= MAX_ATTEMPT:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_ATTEMPT} (got {value})")
-    return value
+def _whole_number(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high} (got {value})")
+        return value
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port, 0-65535 (got {value})")
-    return value
+_attempt = _whole_number(1, MAX_ATTEMPT)
+_port = _whole_number(0, 65535)
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ActionsContainer, job_required: bool = True) -> None:

@@ -68,7 +68,7 @@ def test_every_kind_runs_in_one_job(ray_session, tmp_path, clip_uri, detr_uri, v
 def check_job(spec, files: dict[str, str], tmp_path, clip_uri: str) -> None:
     result = run_job("catalogue", spec, state_dir=tmp_path / "state")
     assert result.ok, result.message
-    assert result.tracker.decodes == len(files) == 4
+    assert result.tracker.totals.decodes == len(files) == 4
     assert not result.failures
 
     client = embedded_client(tmp_path / "state")

@@ -42,8 +42,8 @@ def test_every_file_is_decoded_once(ray_session, tmp_path, extractors):
     files = len(list(media.iterdir()))
     assert result.ok, result.message
     assert result.tracker.files_total == files
-    assert result.tracker.decodes == files
-    assert result.tracker.files_done == files
+    assert result.tracker.totals.decodes == files
+    assert result.tracker.totals.files_done == files
     served = scrape(actors[0])
     job = 'job="decodes",namespace="",attempt="1"'
     assert served[f'{metrics.DECODES}{{{job}}}'] == files
@@ -52,11 +52,11 @@ def test_every_file_is_decoded_once(ray_session, tmp_path, extractors):
     verdicts = [v for k, v in served.items() if k.startswith(f'{metrics.OUTCOME}{{{job},outcome="Succeeded",message="')]
     assert verdicts == [1]
     # one point per item: 4 text documents of one chunk each, 2 images
-    assert result.points_in_collection == result.tracker.points == 6
-    assert result.tracker.items["text"] == 4
+    assert result.points_in_collection == result.tracker.totals.points_written == 6
+    assert result.tracker.totals.items["text"] == 4
     if len(extractors) == 3:
-        assert result.tracker.items["faces"] == 2
-        assert result.tracker.items["digest"] == 4
+        assert result.tracker.totals.items["faces"] == 2
+        assert result.tracker.totals.items["digest"] == 4
         assert served[f'{metrics.ITEMS}{{{job},extractor="faces"}}'] == 2
 
 
@@ -70,7 +70,7 @@ def test_corrupt_files_are_counted_and_the_job_succeeds(ray_session, tmp_path):
     assert set(failed) == {"truncated.jpg", "empty.txt", "notes.xyz"}
     assert failed["empty.txt"].stage == "decode" and "zero-byte" in failed["empty.txt"].error
     assert "unsupported" in failed["notes.xyz"].error
-    assert result.tracker.files_failed == 3 and result.tracker.files_done == 5
+    assert result.tracker.totals.files_failed == 3 and result.tracker.totals.files_done == 5
     assert result.points_in_collection == 5  # 4 text chunks + 1 image; nothing for the bad files
 
 
@@ -90,7 +90,7 @@ def test_one_failing_item_keeps_its_batch_mates(ray_session, tmp_path):
 
     assert result.ok
     assert [(f.uri.rsplit("/", 1)[-1], f.stage) for f in result.failures] == [("poison.txt", "digest")]
-    assert result.tracker.items["digest"] == 4 and result.tracker.items_failed["digest"] == 1
+    assert result.tracker.totals.items["digest"] == 4 and result.tracker.totals.items_failed["digest"] == 1
     client = embedded_client(tmp_path / "state")
     points, _ = client.scroll("poison", limit=100, with_payload=True)
     by_name = {p.payload["uri"].rsplit("/", 1)[-1]: p.payload for p in points}
@@ -105,7 +105,7 @@ def test_rerun_overwrites_points(ray_session, tmp_path):
     first = run_job("rerun", spec, state_dir=tmp_path / "state")
     second = run_job("rerun", spec, state_dir=tmp_path / "state")
     assert first.points_in_collection == second.points_in_collection == 6
-    assert second.tracker.decodes == 6  # not incremental: everything is processed again
+    assert second.tracker.totals.decodes == 6  # not incremental: everything is processed again
 
 
 def test_incremental_rerun_decodes_nothing(ray_session, tmp_path):
@@ -113,20 +113,20 @@ def test_incremental_rerun_decodes_nothing(ray_session, tmp_path):
     spec = spec_for(media, "incr", [TEXT])
     first = run_job("incr", spec, state_dir=tmp_path / "state")
     second = run_job("incr", spec, state_dir=tmp_path / "state")
-    assert first.tracker.decodes == 6
-    assert second.tracker.decodes == 0
-    assert second.tracker.files_skipped == 6 and second.points_in_collection == 6
+    assert first.tracker.totals.decodes == 6
+    assert second.tracker.totals.decodes == 0
+    assert second.tracker.totals.files_skipped == 6 and second.points_in_collection == 6
 
     # A changed file is decoded again and its old points are replaced, not kept beside the new ones.
     (media / "bees.txt").write_text("Bumblebees are larger and hairier than honeybees.")
     third = run_job("incr", spec, state_dir=tmp_path / "state")
-    assert third.tracker.decodes == 1 and third.tracker.files_skipped == 5
+    assert third.tracker.totals.decodes == 1 and third.tracker.totals.files_skipped == 5
     assert third.points_in_collection == 6
 
     # Changing an extractor's options changes its fingerprint: every file is processed again.
     changed = spec_for(media, "incr", [{**TEXT, "options": {"normalize": False}}])
     fourth = run_job("incr", changed, state_dir=tmp_path / "state")
-    assert fourth.tracker.decodes == 6
+    assert fourth.tracker.totals.decodes == 6
 
 
 def test_two_jobs_at_once_on_one_ray(ray_session, tmp_path):
@@ -148,7 +148,7 @@ def test_two_jobs_at_once_on_one_ray(ray_session, tmp_path):
     assert not any(t.is_alive() for t in threads)
     assert sorted(results) == ["job-a", "job-b"]
     for result in results.values():
-        assert result.ok and result.tracker.files_done == 6 and result.points_in_collection == 6
+        assert result.ok and result.tracker.totals.files_done == 6 and result.points_in_collection == 6
 
 
 def test_server_mode_writes_through_writer_actors_with_retries(ray_session, tmp_path):
@@ -167,6 +167,6 @@ def test_server_mode_writes_through_writer_actors_with_retries(ray_session, tmp_
         assert not (tmp_path / "state" / "qdrant").exists()  # nothing embedded in server mode
 
         second = run_job("remote", spec, state_dir=tmp_path / "state")
-        assert second.tracker.decodes == 0 and second.tracker.files_skipped == 6
+        assert second.tracker.totals.decodes == 0 and second.tracker.totals.files_skipped == 6
     finally:
         server.close()

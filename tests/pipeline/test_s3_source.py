@@ -19,10 +19,10 @@ def test_pipeline_reads_documents_from_s3(ray_session, s3_endpoint, tmp_path):  
     result = run_job("from-s3", spec, state_dir=tmp_path / "state")
 
     assert result.ok, result.message
-    assert result.tracker.files_total == result.tracker.files_done == 4
-    assert result.tracker.decodes == 4 and result.tracker.bytes_read > 0
+    assert result.tracker.files_total == result.tracker.totals.files_done == 4
+    assert result.tracker.totals.decodes == 4 and result.tracker.totals.bytes_read > 0
     from prism_pipeline.sink.embedded import embedded_client
 
     points, _ = embedded_client(tmp_path / "state").scroll("from-s3", limit=100, with_payload=True)
     assert points and all(p.payload["uri"].startswith(f"s3://{BUCKET}/{PREFIX}/docs/") for p in points)
-    assert result.tracker.items["text"] == len(points)
+    assert result.tracker.totals.items["text"] == len(points)

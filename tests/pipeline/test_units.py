@@ -51,14 +51,14 @@ def test_a_file_is_done_only_when_all_its_items_arrived():
     t = FileTracker(files_total=2)
     assert t.observe(item("/a#chunk=0", 2)) is None
     assert t.observe(item("/a#chunk=1", 2)) == ("/a", HASH, 2)
-    assert t.files_done == 1
+    assert t.totals.files_done == 1
 
 
 def test_an_item_error_fails_its_file_with_the_extractor_stage():
     t = FileTracker(files_total=1)
     t.observe(item("/a#chunk=0", 2, errors=[{"stage": "text", "error": "boom"}]))
     assert t.observe(item("/a#chunk=1", 2)) is None
-    assert (t.files_failed, t.failures[0].stage, t.items_failed["text"]) == (1, "text", 1)
+    assert (t.totals.files_failed, t.failures[0].stage, t.totals.items_failed["text"]) == (1, "text", 1)
 
 
 def test_missing_outcomes_become_failures():
@@ -73,7 +73,8 @@ def test_markers_count_failed_skipped_and_empty_files():
     t.observe(R.file_marker("/x", R.FAILED, stage="read", error="/x: missing"))
     t.observe(R.file_marker("/y", R.SKIPPED, content_hash=HASH, bytes_read=5))
     assert t.observe(R.file_marker("/z", R.EMPTY, content_hash=HASH, decoded=True)) == ("/z", HASH, 0)
-    assert (t.files_failed, t.files_skipped, t.files_done, t.decodes, t.bytes_read) == (1, 1, 1, 1, 5)
+    c = t.totals
+    assert (c.files_failed, c.files_skipped, c.files_done, c.decodes, c.bytes_read) == (1, 1, 1, 1, 5)
 
 
 def test_progress_endpoint_serves_the_contract_metric_names():

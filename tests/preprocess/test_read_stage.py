@@ -80,7 +80,7 @@ def test_a_long_video_streams_in_bounded_batches_and_completes(tmp_path):
     assert {r["file_items"] for r in rows} == {40} and {r["status"] for r in rows} == {R.ITEM}
     assert sum(r["bytes_read"] for r in rows) == len(data) and sum(r["decoded"] for r in rows) == 1
     tracker = track(batches, 1)
-    assert (tracker.files_done, tracker.files_failed, tracker.bytes_read) == (1, 0, len(data))
+    assert (tracker.totals.files_done, tracker.totals.files_failed, tracker.totals.bytes_read) == (1, 0, len(data))
 
 
 def test_items_are_handed_on_before_the_file_is_decoded(tmp_path):
@@ -104,7 +104,7 @@ def test_a_damaged_tail_is_done_with_the_frames_before_the_cut(tmp_path):
     assert 1 <= len(rows) < 5 and {r["status"] for r in rows} == {R.ITEM}
     assert {r["file_items"] for r in rows} == {len(rows)}
     tracker = track(batches, 1)
-    assert (tracker.files_done, tracker.files_failed) == (1, 0)
+    assert (tracker.totals.files_done, tracker.totals.files_failed) == (1, 0)
 
 
 def text_items(n: int):
@@ -119,7 +119,7 @@ def test_a_decoder_that_delivers_less_than_it_announced_fills_the_shortfall_with
     assert [r["status"] for r in rows] == [R.ITEM] * 3 + [R.GAP] * 2 and {r["file_items"] for r in rows} == {5}
     assert not any(r["errors"] for r in rows)
     tracker = track(batches, 1)
-    assert (tracker.files_done, tracker.files_failed) == (1, 0)
+    assert (tracker.totals.files_done, tracker.totals.files_failed) == (1, 0)
 
 
 def test_a_decoder_failing_part_way_fails_its_file_with_the_decode_error():
@@ -131,9 +131,9 @@ def test_a_decoder_failing_part_way_fails_its_file_with_the_decode_error():
     rows = [r for b in batches for r in b]
     assert [r["status"] for r in rows] == [R.ITEM] * 3 + [R.GAP] * 3
     tracker = track(batches, 1)
-    assert tracker.files_failed == 1 and tracker.failures[0].stage == "decode"
+    assert tracker.totals.files_failed == 1 and tracker.failures[0].stage == "decode"
     assert tracker.failures[0].error == "/t.txt: broken after three"
-    assert dict(tracker.items_failed) == {}  # a decode failure is the file's, not an extractor's
+    assert dict(tracker.totals.items_failed) == {}  # a decode failure is the file's, not an extractor's
 
 
 def test_a_decoder_failing_before_its_first_item_is_one_failed_row():
@@ -150,4 +150,4 @@ def test_a_decoder_yielding_more_than_it_announced_fails_its_file():
     rows = [r for b in batches for r in b]
     assert [r["status"] for r in rows] == [R.ITEM] * 2  # the count each row carries stays true
     tracker = track(batches, 1)
-    assert tracker.files_failed == 1 and "more than the 2 items it announced" in tracker.failures[0].error
+    assert tracker.totals.files_failed == 1 and "more than the 2 items it announced" in tracker.failures[0].error

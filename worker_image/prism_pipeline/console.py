@@ -98,15 +98,15 @@ def _bytes(n: float) -> str:
 
 
 def summary(result: JobResult) -> str:
-    t = result.tracker
+    t, c = result.tracker, result.tracker.totals
     state = "Succeeded" if result.ok else "Failed"
     lines = [
         f"Job {result.name}: {state} in {result.wall_s:.1f} s",
         "",
-        f"  {'files':<10} {t.files_total} listed, {t.files_done} done, {t.files_failed} failed, "
-        f"{t.files_skipped} skipped (already in the collection)",
-        f"  {'decodes':<10} {t.decodes}   bytes read {_bytes(t.bytes_read)}",
-        f"  {'points':<10} {t.points} written; collection {result.collection!r} holds "
+        f"  {'files':<10} {t.files_total} listed, {c.files_done} done, {c.files_failed} failed, "
+        f"{c.files_skipped} skipped (already in the collection)",
+        f"  {'decodes':<10} {c.decodes}   bytes read {_bytes(c.bytes_read)}",
+        f"  {'points':<10} {c.points_written} written; collection {result.collection!r} holds "
         f"{result.points_in_collection if result.points_in_collection is not None else '?'}",
         f"  {'wall time':<10} {result.wall_s:.1f} s",
         "",
@@ -115,9 +115,9 @@ def summary(result: JobResult) -> str:
     width = max([9, *map(len, names)])
     lines.append(f"  {'EXTRACTOR':<{width}}  {'ITEMS':>7}  {'FAILED':>6}")
     for name in names:
-        lines.append(f"  {name:<{width}}  {t.items.get(name, 0):>7}  {t.items_failed.get(name, 0):>6}")
+        lines.append(f"  {name:<{width}}  {c.items.get(name, 0):>7}  {c.items_failed.get(name, 0):>6}")
     if t.failures:
-        lines += ["", f"  Failures ({t.files_failed}):", f"  {'STAGE':<10} {'FILES':>5}  REASON"]
+        lines += ["", f"  Failures ({c.files_failed}):", f"  {'STAGE':<10} {'FILES':>5}  REASON"]
         for (stage, reason), n in sorted(t.failure_reasons().items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {stage:<10} {n:>5}  {reason}")
         lines.append("")

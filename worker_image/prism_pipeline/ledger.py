@@ -22,15 +22,10 @@ Failure = FailedFile
 
 @dataclass
 class FileTracker:
+    """The driver's account, in the progress report's vocabulary (`totals`), plus the failure ledger."""
+
     files_total: int
-    files_done: int = 0
-    files_failed: int = 0
-    files_skipped: int = 0
-    points: int = 0
-    bytes_read: int = 0
-    decodes: int = 0
-    items: Counter = field(default_factory=Counter)         # extractor -> items it produced output for
-    items_failed: Counter = field(default_factory=Counter)  # extractor -> items it failed on
+    totals: Counts = field(default_factory=Counts)
     failures: list[Failure] = field(default_factory=list)
     _seen: dict[str, int] = field(default_factory=dict)
     _first_error: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -39,26 +34,26 @@ class FileTracker:
     def observe(self, o: dict[str, Any]) -> tuple[str, str, int] | None:
         """Account for one outcome row; return (uri, content_hash, items) when it finishes a
         file cleanly (that file may be recorded for incremental runs)."""
-        uri, status = o["uri"], o["status"]
-        self.bytes_read += o.get("bytes_read") or 0
-        self.decodes += int(bool(o.get("decoded")))
+        uri, status, t = o["uri"], o["status"], self.totals
+        t.bytes_read += o.get("bytes_read") or 0
+        t.decodes += int(bool(o.get("decoded")))
         for name in o.get("processed", ()):
-            self.items[name] += 1
+            t.items[name] = t.items.get(name, 0) + 1
         if status == R.FAILED:
             err = o["errors"][0] if o["errors"] else {"stage": "pipeline", "error": "failed"}
             self._fail(uri, err["stage"], err["error"])
             return None
         if status == R.SKIPPED:
-            self.files_skipped += 1
+            t.files_skipped += 1
             self._finished_uris.add(uri)
             return None
         if status == R.EMPTY:
-            self.files_done += 1
+            t.files_done += 1
             self._finished_uris.add(uri)
             return uri, o["content_hash"], 0
         if status != R.GAP:  # a gap's error is its file's decode failure, not an extractor's item failure
             for err in o["errors"]:
-                self.items_failed[err["stage"]] += 1
+                t.items_failed[err["stage"]] = t.items_failed.get(err["stage"], 0) + 1
         if o["errors"]:
             self._first_error.setdefault(uri, o["errors"][0])
         seen = self._seen.get(uri, 0) + 1
@@ -70,24 +65,20 @@ class FileTracker:
         if err:
             self._fail(uri, err["stage"], err["error"])
             return None
-        self.files_done += 1
+        t.files_done += 1
         self._finished_uris.add(uri)
         return uri, o["content_hash"], o["file_items"]
 
     def observe_batch(self, outcomes: list[dict[str, Any]], points_written: int) -> list[tuple[str, str, int]]:
         """Account for one batch of outcome rows and the points it wrote; return the files it
         finished cleanly (uri, content_hash, items)."""
-        self.points += points_written
+        self.totals.points_written += points_written
         return [f for f in map(self.observe, outcomes) if f is not None]
 
     def _fail(self, uri: str, stage: str, error: str) -> None:
-        self.files_failed += 1
+        self.totals.files_failed += 1
         self._finished_uris.add(uri)
         self.failures.append(Failure(uri, stage, error))
-
-    @property
-    def files_finished(self) -> int:
-        return self.files_done + self.files_failed + self.files_skipped
 
     def close(self, listed: list[str]) -> None:
         """After the stream ends: any file without a full outcome is a failure, never a silent gap."""
@@ -99,16 +90,15 @@ class FileTracker:
                 self._fail(uri, "pipeline", f"{uri}: no outcome came through the pipeline")
 
     def counts(self) -> Counts:
-        """The driver's totals, in the progress report's vocabulary."""
-        return Counts(files_done=self.files_done, files_failed=self.files_failed, files_skipped=self.files_skipped,
-                      points_written=self.points, bytes_read=self.bytes_read, decodes=self.decodes,
-                      items=dict(self.items), items_failed=dict(self.items_failed))
+        """A copy of the driver's totals."""
+        return self.totals.copy()
 
     def driver_counts(self) -> Counts:
         """What only the driver counts: files and points. Stages count their own items, bytes and
         decodes on the progress actor; the driver's share is sent as the difference of two of these."""
-        return Counts(files_done=self.files_done, files_failed=self.files_failed, files_skipped=self.files_skipped,
-                      points_written=self.points)
+        t = self.totals
+        return Counts(files_done=t.files_done, files_failed=t.files_failed, files_skipped=t.files_skipped,
+                      points_written=t.points_written)
 
     def failure_reasons(self) -> Counter:
         """Failures grouped by stage and the error's first words (for the summary table)."""

@@ -180,7 +180,7 @@ def _pipeline_failed(err: Exception, tracker: FileTracker) -> JobError:
     worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the last lines
     say what happened."""
     first = "\n".join(str(err).strip().splitlines()[-6:])
-    return JobError(f"pipeline failed after {tracker.files_finished}/{tracker.files_total} files: "
+    return JobError(f"pipeline failed after {tracker.totals.files_finished}/{tracker.files_total} files: "
                     f"{type(err).__name__}: {first}")
 
 
@@ -266,10 +266,10 @@ def _batches(ds, tracker: FileTracker, stall_s: float) -> Iterator[dict]:
 
     batches: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
     threading.Thread(target=_feed, args=(ds, batches), name="prism-stream", daemon=True).start()
-    finished, last_finish = tracker.files_finished, time.monotonic()
+    finished, last_finish = tracker.totals.files_finished, time.monotonic()
     while True:
-        if tracker.files_finished != finished:  # the consumer finished files with the last batch
-            finished, last_finish = tracker.files_finished, time.monotonic()
+        if tracker.totals.files_finished != finished:  # the consumer finished files with the last batch
+            finished, last_finish = tracker.totals.files_finished, time.monotonic()
         try:
             batch = batches.get(timeout=1.0)
         except queue.Empty:
@@ -277,14 +277,14 @@ def _batches(ds, tracker: FileTracker, stall_s: float) -> Iterator[dict]:
         if batch is None:
             if time.monotonic() - last_finish > stall_s:
                 raise JobError(f"pipeline stalled: no file finished in spec.stallTimeoutSeconds={stall_s}s "
-                               f"({tracker.files_finished}/{tracker.files_total} files finished); check "
+                               f"({tracker.totals.files_finished}/{tracker.files_total} files finished); check "
                                "that workers advertise the 'batch' resource and that extractors are not hung")
             continue
         if batch is _DONE:
             return
         if isinstance(batch, ExecutionTimeoutError):
             raise JobError(f"pipeline stalled: no data moved for spec.stallTimeoutSeconds={stall_s}s "
-                           f"({tracker.files_finished}/{tracker.files_total} files finished). "
+                           f"({tracker.totals.files_finished}/{tracker.files_total} files finished). "
                            f"Ray says: {batch}") from batch
         if isinstance(batch, BaseException):
             raise batch
@@ -343,10 +343,11 @@ class _Records:
 def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tracker: FileTracker,
              sink: Sink, started: float) -> JobResult:
     """ok when the failed share of the listed files is within failurePolicy.maxFailedFileRatio."""
-    ratio = tracker.files_failed / tracker.files_total if tracker.files_total else 0.0
+    t = tracker.totals
+    ratio = t.files_failed / tracker.files_total if tracker.files_total else 0.0
     limit = spec.failure_policy.max_failed_file_ratio
     ok = ratio <= limit
-    message = (f"{tracker.files_done} files done, {tracker.files_skipped} skipped, {tracker.files_failed} failed "
+    message = (f"{t.files_done} files done, {t.files_skipped} skipped, {t.files_failed} failed "
                f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
     if not ok:
         message = "too many files failed: " + message
