@@ -27,7 +27,10 @@ VIDEO_SIZE = (320, 240)
 VIDEO_FPS = 24
 SCENE_SECONDS = 3.0  # two scenes of this length: a cut at 3.0 s
 SPEECH_VIDEO = "This video shows a person and then a cup of coffee."
-SPEECH_AUDIO = "The weather today is sunny and warm, with a light breeze from the sea."
+# A short bulletin: the weather sentence starts several seconds in, so a search for it shows where.
+SPEECH_AUDIO = ("Good evening, here is the news. The city library opens a new reading room on Monday. "
+                "And now the weather. The weather today is sunny and warm, with a light breeze from the sea.")
+SIGN_LINES = ("BICYCLE REPAIR", "OPEN DAILY 9 - 6")
 
 SOLAR_SYSTEM = """\
 The Solar System
@@ -114,6 +117,7 @@ def main() -> int:
     write_exif_rotated(astronaut, OUT / "photos" / "astronaut_rotated_exif.jpg")
     Image.fromarray(data.coffee()).save(OUT / "photos" / "coffee.jpg", quality=85)
     Image.fromarray(data.chelsea()).save(OUT / "photos" / "chelsea_cat.png", optimize=True)
+    write_sign(data.brick(), OUT / "photos" / "shop_sign.jpg")
     write_truncated_jpeg(astronaut, OUT / "photos" / "broken_truncated.jpg")
 
     write_video(data.astronaut(), data.coffee(), speech(SPEECH_VIDEO), OUT / "video" / "astronaut_then_coffee.mp4")
@@ -130,6 +134,30 @@ def main() -> int:
             print(f"{p.stat().st_size:>9}  {p.relative_to(OUT)}")
     print(f"{total:>9}  total")
     return 0
+
+
+def write_sign(brick: np.ndarray, path: Path) -> None:
+    """A shop sign on a brick wall, photographed slightly from the side: text inside a photo, for OCR.
+    The wall is scikit-image's grey brick texture tinted red; the sign is drawn, then warped."""
+    from PIL import ImageDraw, ImageFont
+
+    wall = np.stack([brick * 0.85 + 40, brick * 0.45 + 20, brick * 0.35 + 15], axis=2).clip(0, 255)
+    photo = Image.fromarray(wall.astype(np.uint8)).resize((640, 480))
+    sign = Image.new("RGB", (420, 170), (244, 240, 226))
+    draw = ImageDraw.Draw(sign)
+    draw.rectangle((4, 4, 415, 165), outline=(20, 70, 40), width=6)
+    big, small = ImageFont.load_default(size=46), ImageFont.load_default(size=34)
+    for text, font, y in ((SIGN_LINES[0], big, 28), (SIGN_LINES[1], small, 100)):
+        width = draw.textlength(text, font=font)
+        draw.text(((420 - width) / 2, y), text, fill=(20, 70, 40), font=font)
+    # Seen from the left: the far (right) edge is shorter. QUAD maps the output's corners
+    # (upper-left, lower-left, lower-right, upper-right) to points of the flat sign.
+    warped = sign.transform((420, 170), Image.Transform.QUAD, (0, 0, 0, 170, 420, 190, 420, -20),
+                            resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+    mask = Image.new("L", (420, 170), 255).transform((420, 170), Image.Transform.QUAD,
+                                                     (0, 0, 0, 170, 420, 190, 420, -20), fillcolor=0)
+    photo.paste(warped, (110, 150), mask)
+    photo.save(path, quality=88)
 
 
 def write_exif_rotated(upright: Image.Image, path: Path) -> None:

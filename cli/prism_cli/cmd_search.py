@@ -8,7 +8,8 @@ import argparse
 import sys
 
 HELP = ("Search a collection with a text query, embedded by the same extractor (model and options) "
-        "that wrote it; prints score, uri and item key. Uses the embedded store under --state-dir.")
+        "that wrote it; prints score, uri, item key, the time in the file (where a transcript's words were "
+        "spoken) and the item's text. Uses the embedded store under --state-dir.")
 
 TEXT_CHARS = 60  # of an item's text, in the table
 
@@ -38,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if not result.hits:
         print("no results")
         return 0
-    print(f"{'SCORE':>6}  {'URI':<48}  {'ITEM':<18}  TEXT")
+    print(f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>7}  TEXT")
     for h in result.hits:
-        print(f"{h.score:>6.3f}  {h.uri:<48}  {h.item:<18}  {_short(h.text)}")
+        at = f"{h.at:.1f}s" if h.at is not None else "-"
+        print(f"{h.score:>6.3f}  {h.uri:<44}  {h.item:<16}  {at:>7}  {_short(h.text)}")
     return 0
 
 

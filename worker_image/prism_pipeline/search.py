@@ -7,6 +7,7 @@ points share one embedding space. `prism search` is this plus argument parsing a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ class Hit:
     key: str    # the item's key: <uri>#<position>
     item: str   # the position part of the key (`chunk=1`, `frame=48`), "-" for a whole file
     text: str   # the item's text payload, if any
+    at: float | None = None  # seconds into the file: where the words the query matched were spoken
+                             # (the best-matching transcript segment), else the item's timestamp
 
 
 @dataclass
@@ -56,7 +59,7 @@ def search(query: str, collection: str, *, vector: str | None = None, limit: int
             found = sink.search(chosen["name"], [float(x) for x in extractor.embed_query(query)], limit)
         except SinkWriteError as err:
             raise SearchError(str(err)) from err
-    return SearchResult([hit(f.score, f.payload) for f in found], chosen["name"], warnings)
+    return SearchResult([hit(f.score, f.payload, query) for f in found], chosen["name"], warnings)
 
 
 def choose_vector(sink: Sink, collection: str, vector: str | None) -> dict[str, Any]:
@@ -100,7 +103,33 @@ def query_extractor(recorded: dict[str, Any]) -> tuple[Any, list[str]]:
     return extractor, warnings
 
 
-def hit(score: float, payload: dict[str, Any]) -> Hit:
+def hit(score: float, payload: dict[str, Any], query: str = "") -> Hit:
     key = payload.get("key", "")
     return Hit(score=score, uri=payload.get("uri", ""), key=key,
-               item=key.split("#", 1)[1] if "#" in key else "-", text=payload.get("text") or "")
+               item=key.split("#", 1)[1] if "#" in key else "-", text=payload.get("text") or "",
+               at=spoken_at(payload, query))
+
+
+def spoken_at(payload: dict[str, Any], query: str) -> float | None:
+    """Where in the file the hit is: for an item with a transcript (any payload value holding
+    `segments` of {start, text}), the start of the segment sharing most words with the query
+    (the earliest on a tie); else the item's `timestamp`; None for items without a time."""
+    words = _words(query)
+    best: tuple[int, float] | None = None
+    for value in payload.values():
+        segments = value.get("segments") if isinstance(value, dict) else None
+        for segment in segments if isinstance(segments, list) else []:
+            if not isinstance(segment, dict) or not isinstance(segment.get("start"), int | float):
+                continue
+            shared = len(words & _words(str(segment.get("text") or "")))
+            start = float(segment["start"])
+            if best is None or (-shared, start) < (-best[0], best[1]):
+                best = (shared, start)
+    if best is not None:
+        return best[1]
+    timestamp = payload.get("timestamp")
+    return float(timestamp) if isinstance(timestamp, int | float) else None
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if len(w) > 2}
