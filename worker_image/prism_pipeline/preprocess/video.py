@@ -4,13 +4,21 @@ A cheap demux pass (no decoding) indexes every video packet: its timestamp and w
 keyframe. That fixes the duration, which source frames are wanted, and where to seek: a wanted
 frame in a later GOP is reached by seeking to its keyframe instead of decoding everything between.
 Only the wanted frames are converted to RGB, scaled to maxSide inside libswscale.
+
+Sequence models (TransNetV2 for shot cuts) need every frame, not the sampled ones. A caller that
+wants them steps the decoding inside `collect_thumbnails(requests)`: the same pass then decodes the
+stream from the start without seeking, shrinks every frame (or every k-th, to stay within the
+request's max_frames) to the requested size, and still yields only the sampled frames. The read
+stage does this for per-file extractors that set a `thumbnails` request (shot-boundary).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +32,46 @@ class SampledFrame:
     frame: int            # index of the frame in the source (presentation order)
     timestamp: float      # seconds from the start of the video
     image: np.ndarray     # HxWx3 uint8 RGB
+
+
+@dataclass(frozen=True)
+class ThumbnailRequest:
+    """Every frame of a video at width x height (aspect ratio not kept), at most max_frames of them:
+    beyond that, every k-th frame with k = ceil(frames / max_frames). Memory: width * height * 3 *
+    max_frames bytes per video (48 x 27 x 3600: 14 MB)."""
+
+    width: int
+    height: int
+    max_frames: int
+
+
+@dataclass
+class Thumbnails:
+    """What a ThumbnailRequest collected from one video, in presentation order."""
+
+    images: np.ndarray      # [T, height, width, 3] uint8 RGB
+    frames: np.ndarray      # [T] int64: each thumbnail's source frame index (as SampledFrame.frame)
+    timestamps: np.ndarray  # [T] float64: seconds from the start of the video
+    stride: int             # every stride-th source frame (1: every frame)
+
+
+# The requests of the decode in progress and what they collected (see collect_thumbnails).
+_THUMBNAILS: ContextVar[dict[ThumbnailRequest, Thumbnails | None] | None] = ContextVar("thumbnails", default=None)
+
+
+@contextlib.contextmanager
+def collect_thumbnails(collected: dict[ThumbnailRequest, Thumbnails | None]) -> Iterator[None]:
+    """While this block runs, a decode_frames that starts also collects, in the same decode pass,
+    thumbnails for each request among `collected`'s keys, and stores them there once the video's
+    last frame is decoded (or its stream breaks). Frames are decoded lazily: enter this around each
+    step of the iteration (`with collect_thumbnails(d): item = next(items, None)`), never around a
+    `yield` that hands control elsewhere (the requests travel in a context variable). No requests:
+    decoding is unchanged (seeks to the sampled frames)."""
+    token = _THUMBNAILS.set(collected if collected else None)
+    try:
+        yield
+    finally:
+        _THUMBNAILS.reset(token)
 
 
 @dataclass
@@ -81,16 +129,77 @@ def decode_frames(container, stream, plan: FramePlan, max_side: int, name: str) 
     index, tb = plan.index, plan.time_base
     by_pts = {p: i for i, p in enumerate(index.pts)}
     produced = 0
+    requested = _THUMBNAILS.get()
+    if requested:
+        collectors = [_Collector(r, len(index.pts), index.start, tb) for r in requested]
+        frames = _decode_every(container, stream, index, by_pts, plan.targets, max_side, collectors)
+    else:
+        collectors, frames = [], _decode_wanted(container, stream, index, plan.targets, max_side)
     try:
-        for p, img in _decode_wanted(container, stream, index, plan.targets, max_side):
+        for p, img in frames:
             produced += 1
             yield SampledFrame(by_pts.get(p, _frame_at(index, p)), round((p - index.start) * tb, 6), img)
     except av.error.FFmpegError as err:
         if not produced:
             raise DecodeError(f"{name}: video cannot be decoded ({err})") from err
         return
+    finally:
+        for c in collectors:  # what was collected, also when a damaged stream ends early
+            requested[c.request] = c.result()
     if not produced:
         raise DecodeError(f"{name}: no video frame could be decoded")
+
+
+class _Collector:
+    """Thumbnails of every stride-th frame for one request, into arrays sized up front."""
+
+    def __init__(self, request: ThumbnailRequest, frames: int, start: int, time_base: float):
+        self.request, self.start, self.time_base = request, start, time_base
+        self.stride = max(1, math.ceil(frames / max(1, request.max_frames)))
+        slots = math.ceil(frames / self.stride)
+        self.images = np.zeros((slots, request.height, request.width, 3), np.uint8)
+        self.frames = np.full(slots, -1, np.int64)
+        self.timestamps = np.zeros(slots, np.float64)
+
+    def add(self, n: int, ts: int, frame) -> None:
+        slot, rest = divmod(n, self.stride)
+        if rest or slot >= len(self.frames) or self.frames[slot] >= 0:
+            return  # not a kept frame, or one already seen (a damaged stream repeating pts)
+        width, height = self.request.width, self.request.height
+        turns = ((getattr(frame, "rotation", 0) or 0) // 90) % 4
+        if turns % 2:  # shrink to the transposed size, so the rotated thumbnail has the requested one
+            width, height = height, width
+        img = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+        self.images[slot] = np.rot90(img, k=turns) if turns else img
+        self.frames[slot] = n
+        self.timestamps[slot] = round((ts - self.start) * self.time_base, 6)
+
+    def result(self) -> Thumbnails:
+        kept = self.frames >= 0
+        return Thumbnails(self.images[kept], self.frames[kept], self.timestamps[kept], self.stride)
+
+
+def _decode_every(container, stream, index: _Index, by_pts: dict[int, int], targets: list[int], max_side: int,
+                  collectors: list[_Collector]) -> Iterator[tuple[int, np.ndarray]]:
+    """(pts, RGB image) of the target frames, like _decode_wanted, from one sequential pass over the
+    whole stream (no seeking) that hands every frame to the thumbnail collectors. Decoding goes on
+    to the end of the stream after the last target, for the thumbnails."""
+    container.seek(0)  # the plan's demux pass left the container at its end
+    i = 0
+    for frame in container.decode(stream):
+        ts = frame.pts if frame.pts is not None else frame.dts
+        if ts is None:
+            continue
+        n = by_pts.get(ts)
+        if n is None:
+            n = _frame_at(index, ts)
+        for c in collectors:
+            c.add(n, ts, frame)
+        if i < len(targets) and ts >= targets[i]:
+            yield targets[i], _rgb(frame, max_side)
+            i += 1
+            while i < len(targets) and targets[i] <= ts:
+                i += 1  # a damaged stream skipped past these; the frame shown covers them
 
 
 def _index(container, stream) -> _Index | None:
