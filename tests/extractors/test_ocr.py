@@ -139,3 +139,26 @@ def test_missing_binary_is_a_clear_error(monkeypatch):
 def test_bad_options(fields, message):
     with pytest.raises(ValueError, match=message):
         OCR(spec("ocr", **fields))
+
+
+@pytest.mark.slow
+def test_rapidocr_drops_lone_characters_it_reads_into_objects():
+    """PP-OCRv6 reads the coffee cup's rim as "8" with high confidence; minChars (default 2) drops it,
+    so the cup gets no text to embed. minChars: 1 keeps it."""
+    from skimage import data
+
+    default = OCR(spec("ocr"))
+    default.setup()
+    item = image_item("coffee", data.coffee())
+    assert default([item]) == [{"text": "", "lines": []}] and not item.get("text")
+    keep = OCR(spec("ocr", options={"minChars": 1}))
+    keep.setup()
+    assert any(len(line["text"]) == 1 for line in keep([image_item("coffee", data.coffee())])[0]["lines"])
+    assert keep.version != default.version
+
+
+def test_min_chars_is_for_rapidocr():
+    with pytest.raises(ValueError, match="options.minChars must be >= 1"):
+        OCR(spec("ocr", options={"minChars": 0}))
+    with pytest.raises(ValueError, match="options.minChars applies to options.backend rapidocr only"):
+        OCR(spec("ocr", options={"backend": "tesseract", "minChars": 3}))

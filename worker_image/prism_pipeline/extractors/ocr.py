@@ -21,7 +21,10 @@ pixels of the decoded image (rapidocr's are the bounding boxes of its quadrilate
 also added to the item's `text` (base.add_text), so a text-embedding stage listed after this one
 embeds the words read and a text query finds the photo of a sign.
 Options: `backend` (rapidocr | tesseract), `minConfidence` (drop lines (rapidocr) or words
-(tesseract) below it, 0-100; default 50 for rapidocr, 30 for tesseract); tesseract only:
+(tesseract) below it, 0-100; default 50 for rapidocr, 30 for tesseract); rapidocr only: `minChars`
+(drop lines with fewer letters or digits, default 2: the detector reads a lone "8" into a cup's rim
+or a "0" into a round logo with high confidence, and a one-character line would then be embedded
+as the item's text); tesseract only:
 `language` (Tesseract language codes, "eng"; several as "eng+deu"; each needs its
 tesseract-ocr-<code> package), `psm` (page segmentation mode, 3 = automatic), `timeoutSeconds`
 (per image, 60). There is no model URI for either back-end.
@@ -51,6 +54,7 @@ MIN_CONFIDENCE = {"rapidocr": 50, "tesseract": 30}
 RAPIDOCR_MODELS = {"Det": "PP-OCRv6_det_small.onnx", "Rec": "PP-OCRv6_rec_small.onnx",
                    "Cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx"}
 DETECT_SIDE = 960  # the detector's input: longer side at most this (rapidocr's default upscales wide frames)
+MIN_CHARS = 2      # rapidocr lines with fewer letters/digits are dropped (see options.minChars)
 THREADS = 2        # onnxruntime intra-op threads per actor: Ray runs several actors per node
 
 
@@ -77,6 +81,12 @@ class OCR(Extractor):
         self._language = self.option("language", "eng", str)
         self._psm = self.option("psm", 3, int)
         self._min_confidence = float(self.option("minConfidence", MIN_CONFIDENCE[self.backend], (int, float)))
+        self._min_chars = self.option("minChars", MIN_CHARS, int)
+        if self._min_chars < 1:
+            raise ValueError(f"extractor {self.name!r}: options.minChars must be >= 1 (got {self._min_chars})")
+        if self.backend == "tesseract" and "minChars" in self.options:
+            raise ValueError(f"extractor {self.name!r}: options.minChars applies to options.backend rapidocr only; "
+                             "remove it, or set options.backend: rapidocr")
         self._timeout = float(self.option("timeoutSeconds", 60, (int, float)))
         if not 0 <= self._psm <= 13:
             raise ValueError(f"extractor {self.name!r}: options.psm must be a Tesseract page segmentation "
@@ -90,7 +100,8 @@ class OCR(Extractor):
     @cached_property
     def version(self) -> str:
         if self.backend == "rapidocr":
-            return f"rapidocr=={_rapidocr_version(self.name)}/PP-OCRv6-small/side={DETECT_SIDE}"
+            return (f"rapidocr=={_rapidocr_version(self.name)}/PP-OCRv6-small/side={DETECT_SIDE}"
+                    f"/minChars={self._min_chars}")
         out = self._run(["--version"], timeout=30).stdout.decode(errors="replace").split()
         return f"tesseract-{out[1] if len(out) > 1 else 'unknown'}/{self._language}/psm={self._psm}"
 
@@ -126,7 +137,7 @@ class OCR(Extractor):
         for quad, text, score in zip(result.boxes, result.txts, result.scores, strict=True):
             confidence = round(float(score) * 100, 1)
             text = text.strip()
-            if not text or confidence < self._min_confidence:
+            if confidence < self._min_confidence or sum(c.isalnum() for c in text) < self._min_chars:
                 continue
             quad = np.asarray(quad, dtype=np.float64)
             x0, y0 = max(0, math.floor(quad[:, 0].min())), max(0, math.floor(quad[:, 1].min()))
