@@ -47,8 +47,9 @@ from .torch_device import placement
 
 DEFAULT_MODEL = "hf://openai/clip-vit-base-patch32"
 BACKENDS = ("clip", "tflite-classifier")
-NO_TEXT_TOWER = ("has no text tower (options.backend tflite-classifier): search this vector with an image, "
-                 "or search its tags through a text-embedding stage listed after it")
+NO_TEXT_TOWER = ("has no text tower (options.backend tflite-classifier): its vectors compare images with images "
+                 "(query Qdrant with another point's vector); search its tags through a text-embedding stage "
+                 "listed after it")
 
 
 class ImageEmbedding(hf_models.ModelBacked):
