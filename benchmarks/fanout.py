@@ -5,9 +5,11 @@ media and the same local Ray, with 1, 2 and 4 extractors.
 Reported per extractor count: decodes per file for each (shared should be 1.00, naive k) and the
 wall-time ratio shared / naive, measured side by side in one run.
 
-Extractors, in order: face-detection (OpenCV), image-embedding and brand-safety (a tiny randomly
-initialised CLIP of the real architecture: no weights can be downloaded here, and a small model keeps
-the comparison about reading and decoding, which is the point of sharing them), shot-boundary.
+Extractors, in order: face-detection (OpenCV's Haar back-end), image-embedding and brand-safety (a
+tiny randomly initialised CLIP of the real architecture: no weights can be downloaded here, and a
+small model keeps the comparison about reading and decoding, which is the point of sharing them),
+shot-boundary (the histogram back-end). The back-ends are pinned so the results stay comparable with
+the table in benchmarks/README.md: the defaults (yunet, TransNetV2) measure models, not fan-out.
 
     .venv/bin/python benchmarks/fanout.py [--photos 40] [--videos 4] [--repeats 1]
 """
@@ -55,11 +57,11 @@ def make_media(folder: Path, photos: int, videos: int) -> int:
 
 def extractor_specs(clip_uri: str) -> list[dict]:
     return [
-        {"name": "faces", "kind": "face-detection", "batchSize": 16},
+        {"name": "faces", "kind": "face-detection", "batchSize": 16, "options": {"backend": "haar"}},
         {"name": "visual", "kind": "image-embedding", "model": clip_uri, "batchSize": 16},
         {"name": "safety", "kind": "brand-safety", "model": clip_uri, "batchSize": 16,
          "options": {"categories": ["safe", "violence", "alcohol"]}},
-        {"name": "shots", "kind": "shot-boundary"},
+        {"name": "shots", "kind": "shot-boundary", "options": {"backend": "histogram"}},
     ]
 
 

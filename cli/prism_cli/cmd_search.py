@@ -5,6 +5,7 @@ Argument parsing and the table; the search itself is prism_pipeline.search."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 HELP = ("Search a collection with a text query, embedded by the same extractor (model and options) "
@@ -39,11 +40,20 @@ def run(args: argparse.Namespace) -> int:
     if not result.hits:
         print("no results")
         return 0
-    print(f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>7}  TEXT")
+    print(f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>6}  TEXT")
     for h in result.hits:
         at = f"{h.at:.1f}s" if h.at is not None else "-"
-        print(f"{h.score:>6.3f}  {h.uri:<44}  {h.item:<16}  {at:>7}  {_short(h.text)}")
+        print(f"{h.score:>6.3f}  {_display_uri(h.uri):<44}  {h.item:<16}  {at:>6}  {_short(h.excerpt)}")
     return 0
+
+
+def _display_uri(uri: str) -> str:
+    """Local files under the current directory as relative paths (as the job named them)."""
+    if uri.startswith("/"):
+        relative = os.path.relpath(uri)
+        if not relative.startswith(".."):
+            return relative
+    return uri
 
 
 def _short(text: str) -> str:

@@ -47,3 +47,10 @@ def test_without_a_transcript_the_item_timestamp_is_the_time():
     assert spoken_at({"page": 1}, "volcano") is None
     found = hit(0.5, {**SPEECH, "timestamp": 30.0}, "sunny weather")
     assert (found.item, found.at, found.uri) == ("t=0-30", 9.6, "a.wav")
+
+
+def test_the_hit_shows_the_matched_segment():
+    found = hit(0.5, SPEECH, "a breeze from the sea")
+    assert found.excerpt == "with a light breeze from the sea." and found.text == "Good evening..."
+    plain = hit(0.5, {"key": "d.txt#chunk=0", "uri": "d.txt", "text": "Volcanoes"}, "lava")
+    assert (plain.excerpt, plain.at) == ("Volcanoes", None)

