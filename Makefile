@@ -21,9 +21,8 @@ $(STAMP): pyproject.toml
 
 quickstart: setup
 	$(BIN)/prism run examples/quickstart.yaml
-	$(BIN)/prism search "is it sunny and warm today" --collection quickstart --limit 3
-	$(BIN)/prism search "where can I get my bike fixed" --collection quickstart --limit 3
-	$(BIN)/prism search "planets orbiting the sun" --collection quickstart --limit 3
+	$(BIN)/prism search --collection quickstart --limit 3 \
+	  "is it sunny and warm today" "where can I get my bike fixed" "planets orbiting the sun"
 
 lint: setup
 	$(BIN)/ruff check .

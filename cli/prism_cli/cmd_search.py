@@ -16,7 +16,8 @@ TEXT_CHARS = 60  # of an item's text, in the table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("query", help="the text to search for")
+    parser.add_argument("query", nargs="+",
+                        help="the text to search for; several queries share one model load")
     parser.add_argument("--collection", required=True, help="collection name (spec.sink.qdrant.collection)")
     parser.add_argument("--vector", default=None,
                         help="which extractor's vector to search (default: the first text-embedding one)")
@@ -27,24 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prism_pipeline.search import SearchError, search
+    from prism_pipeline.search import SearchError, search_many
 
+    queries = [args.query] if isinstance(args.query, str) else list(args.query)
     try:
-        result = search(args.query, args.collection, vector=args.vector, limit=args.limit,
-                        state_dir=args.state_dir, url=args.url)
+        results = search_many(queries, args.collection, vector=args.vector, limit=args.limit,
+                              state_dir=args.state_dir, url=args.url)
     except SearchError as err:
         print(f"prism search: {err}", file=sys.stderr)
         return 1
-    for warning in result.warnings:
+    for warning in results[0].warnings if results else []:
         print(f"prism search: warning: {warning}", file=sys.stderr)
+    for query, result in zip(queries, results, strict=True):
+        if len(queries) > 1:
+            print(f"{'' if query == queries[0] else chr(10)}> {query}")
+        _table(result)
+    return 0
+
+
+def _table(result) -> None:
     if not result.hits:
         print("no results")
-        return 0
+        return
     print(f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>6}  TEXT")
     for h in result.hits:
         at = f"{h.at:.1f}s" if h.at is not None else "-"
         print(f"{h.score:>6.3f}  {_display_uri(h.uri):<44}  {h.item:<16}  {at:>6}  {_short(h.excerpt)}")
-    return 0
 
 
 def _display_uri(uri: str) -> str:

@@ -88,10 +88,18 @@ def test_search_finds_the_right_document(quickstart, capsys):
     assert out.splitlines()[1].split()[1].endswith("docs/volcanoes.pdf")
 
 
-def test_search_finds_what_was_said_and_what_a_photo_shows(quickstart):
+def test_search_finds_what_was_said_and_what_a_photo_shows(quickstart, capsys):
     """The README's searches: a spoken phrase (with the second it was spoken) and a photographed sign."""
     _, state = quickstart
     close_embedded(state)
+    queries = ["is it sunny and warm today", "where can I get my bike fixed"]  # as `make quickstart`
+    assert cmd_search.run(argparse.Namespace(query=queries, collection="quickstart", vector=None, limit=2,
+                                             state_dir=str(state), url=None)) == 0
+    tables = capsys.readouterr().out.split("\n\n")
+    assert [t.splitlines()[0] for t in tables] == [f"> {q}" for q in queries]
+    first_hits = [t.splitlines()[2].split() for t in tables]
+    assert first_hits[0][1] == "examples/media/audio/weather_report.wav" and first_hits[0][3].endswith("s")
+    assert first_hits[1][1] == "examples/media/photos/shop_sign.jpg"
     spoken = search("is it sunny and warm today", "quickstart", state_dir=str(state)).hits[0]
     assert spoken.uri.endswith("audio/weather_report.wav") and 9.0 <= spoken.at <= 13.0, spoken
     assert "sunny" in spoken.excerpt.lower()

@@ -45,6 +45,13 @@ def search(query: str, collection: str, *, vector: str | None = None, limit: int
            state_dir: str | Path = ".prism", url: str | None = None) -> SearchResult:
     """The best `limit` items of `collection` for `query`, from the embedded store under `state_dir`
     or the Qdrant server at `url`. Raises SearchError."""
+    return search_many([query], collection, vector=vector, limit=limit, state_dir=state_dir, url=url)[0]
+
+
+def search_many(queries: list[str], collection: str, *, vector: str | None = None, limit: int = 5,
+                state_dir: str | Path = ".prism", url: str | None = None) -> list[SearchResult]:
+    """search() for several queries with one store opening and one model load (most of a search's
+    time is importing and loading the query model)."""
     try:
         sink = Sink.open_existing(collection, url=url, state_dir=state_dir)
     except StoreMissingError as err:
@@ -52,15 +59,19 @@ def search(query: str, collection: str, *, vector: str | None = None, limit: int
                           "(or pass --state-dir)") from err
     except StoreBusyError as err:
         raise SearchError(str(err)) from err
+    results = []
     with sink:
         try:
             chosen = choose_vector(sink, collection, vector)
             extractor, warnings = query_extractor(chosen)
             extractor.setup()
-            found = sink.search(chosen["name"], [float(x) for x in extractor.embed_query(query)], limit)
+            for query in queries:
+                found = sink.search(chosen["name"], [float(x) for x in extractor.embed_query(query)], limit)
+                results.append(SearchResult([hit(f.score, f.payload, query) for f in found], chosen["name"],
+                                            warnings))
         except SinkWriteError as err:
             raise SearchError(str(err)) from err
-    return SearchResult([hit(f.score, f.payload, query) for f in found], chosen["name"], warnings)
+    return results
 
 
 def choose_vector(sink: Sink, collection: str, vector: str | None) -> dict[str, Any]:
