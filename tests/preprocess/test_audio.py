@@ -31,7 +31,7 @@ def test_one_chunk_when_the_file_is_shorter_than_chunk_seconds():
 
 def test_sample_speech(media):
     items = decode_file("w.wav", (media / "audio" / "weather_report.wav").read_bytes(), preprocess())
-    assert len(items) == 1 and 2.0 < items[0]["t_end"] < 10.0
+    assert len(items) == 1 and 17.0 < items[0]["t_end"] < 19.0  # the 18 s bulletin, one 30 s chunk
 
 
 def test_truncated_wav_keeps_what_is_there_or_raises():

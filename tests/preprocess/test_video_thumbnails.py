@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from prism_pipeline.preprocess import decode_file, iter_items
-from prism_pipeline.preprocess.video import ThumbnailRequest, collect_thumbnails
+from prism_pipeline.preprocess.video import ThumbnailRequest
 
 from .conftest import preprocess, video_bytes
 
@@ -18,15 +18,9 @@ def five_seconds() -> bytes:
 
 
 def decode_with(data: bytes, requests: list[ThumbnailRequest], **video) -> tuple[list[dict], dict]:
-    decoded = iter_items("/v/clip.mp4", data, preprocess(video={"audio": False, **video}))
     collected = dict.fromkeys(requests)
-    items = []
-    while True:
-        with collect_thumbnails(collected):
-            item = next(decoded, None)
-        if item is None:
-            return items, collected
-        items.append(item)
+    decoded = iter_items("/v/clip.mp4", data, preprocess(video={"audio": False, **video}), thumbnails=collected)
+    return list(decoded), collected
 
 
 def test_every_frame_is_collected_beside_the_same_sampled_frames(five_seconds):
@@ -63,10 +57,8 @@ def test_no_request_or_no_video_collects_nothing(five_seconds):
     items, collected = decode_with(five_seconds, [])
     assert collected == {} and len(items) == 5
     request = ThumbnailRequest(16, 9, 100)
-    decoded = iter_items("/v/a.wav", _wav(), preprocess())
     found = dict.fromkeys([request])
-    with collect_thumbnails(found):
-        list(decoded)
+    list(iter_items("/v/a.wav", _wav(), preprocess(), thumbnails=found))
     assert found == {request: None}
 
 

@@ -27,7 +27,7 @@ from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
 from prism_pipeline.preprocess import DecodedFile, DecodeError, content_hash, iter_items, require_supported
-from prism_pipeline.preprocess.video import Thumbnails, collect_thumbnails
+from prism_pipeline.preprocess.video import Thumbnails
 from prism_pipeline.sources import ReadError, read_bytes
 
 ITEMS_PER_BATCH = 16  # decoded items a read task holds before handing them on (frames: a few MB each)
@@ -104,7 +104,9 @@ def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec
         yield [R.file_marker(uri, R.SKIPPED, content_hash=digest, bytes_read=nbytes)]
         return
     try:
-        decoded = iter_items(uri, data, pre, digest)
+        # Video thumbnails per-file extractors asked for, filled by the decoder in the same pass.
+        thumbnails = dict.fromkeys(r for ex in extractors if (r := getattr(ex, "thumbnails", None)) is not None)
+        decoded = iter_items(uri, data, pre, digest, thumbnails)
     except DecodeError as err:
         yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage=err.stage, error=str(err),
                              bytes_read=nbytes, decoded=True)]
@@ -117,25 +119,19 @@ def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec
     if not decoded.count:
         yield [R.file_marker(uri, R.EMPTY, content_hash=digest, bytes_read=nbytes, decoded=True)]
         return
-    yield from _item_rows(uri, digest, nbytes, decoded, extractors, per_batch)
+    yield from _item_rows(uri, digest, nbytes, decoded, extractors, per_batch, thumbnails)
 
 
 def _item_rows(uri: str, digest: str, nbytes: int, decoded: DecodedFile, extractors: list[Extractor],
-               per_batch: int) -> Iterator[list[dict[str, Any]]]:
+               per_batch: int, thumbnails: dict | None = None) -> Iterator[list[dict[str, Any]]]:
     """Item rows as they are decoded, each stamped with the file's item count; the file's counters
     ride on its first row so the driver counts each file once. One row is always kept back until
     the end, so an error after the last item has a row to ride on."""
     ready: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []  # items a per-file extractor needs together
     error = None
-    # Video thumbnails per-file extractors asked for, filled by the decoder in the same pass.
-    thumbnails = dict.fromkeys(r for ex in extractors if (r := getattr(ex, "thumbnails", None)) is not None)
     try:
-        while True:
-            with collect_thumbnails(thumbnails):  # around each step only: never across our yield
-                item = next(decoded, None)
-            if item is None:
-                break
+        for item in decoded:
             first = decoded.produced == 1
             item.update(status=R.ITEM, file_items=decoded.count, outputs={}, errors=[],
                         bytes_read=nbytes if first else 0, decoded=first)
@@ -153,7 +149,7 @@ def _item_rows(uri: str, digest: str, nbytes: int, decoded: DecodedFile, extract
         return
     for ex in extractors:
         request = getattr(ex, "thumbnails", None)
-        _run_per_file(ex, held, thumbnails.get(request) if request is not None else None)
+        _run_per_file(ex, held, (thumbnails or {}).get(request) if request is not None else None)
     rest = ready + held + _gaps(uri, digest, nbytes, decoded, error)
     if error and decoded.produced == decoded.count:
         rest[-1]["errors"].append(error)

@@ -76,10 +76,13 @@ def decode_file(uri: str, data: bytes, preprocess: Preprocess, digest: str | Non
     return list(iter_items(uri, data, preprocess, digest))
 
 
-def iter_items(uri: str, data: bytes, preprocess: Preprocess, digest: str | None = None) -> DecodedFile:
+def iter_items(uri: str, data: bytes, preprocess: Preprocess, digest: str | None = None,
+               thumbnails: dict | None = None) -> DecodedFile:
     """The items of `decode_file`, lazily, with their count. Unsupported, zero-byte and unreadable
     files raise here, before the first item. `digest` is the file's content hash when the caller
-    has already computed it (the read stage hashes each file once, for incremental skips too)."""
+    has already computed it (the read stage hashes each file once, for incremental skips too).
+    `thumbnails`: for a video, video.ThumbnailRequest keys whose values the decoder fills with every
+    frame, shrunk, in the same pass (see video.decode_frames); untouched for other files."""
     modality = require_supported(uri)
     if not data:
         raise DecodeError(f"{uri}: zero-byte file")
@@ -87,7 +90,7 @@ def iter_items(uri: str, data: bytes, preprocess: Preprocess, digest: str | None
     if modality == "image":
         return _image_items(uri, data, digest, preprocess)
     if modality == "video":
-        return _video_items(uri, data, digest, preprocess)
+        return _video_items(uri, data, digest, preprocess, thumbnails)
     if modality == "audio":
         return _audio_file_items(uri, data, digest, preprocess)
     return _document_items(uri, data, digest, preprocess)
@@ -100,7 +103,7 @@ def _image_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> Decoded
     return DecodedFile(uri, 1, iter([make_item(uri, uri, digest, "image", "image", image=image)]))
 
 
-def _video_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> DecodedFile:
+def _video_items(uri: str, data: bytes, digest: str, pre: Preprocess, thumbnails: dict | None = None) -> DecodedFile:
     """Frames, then the audio track's chunks. Both are counted before the first frame is decoded:
     the frames from the packet index, the chunks by decoding the (far smaller) audio track first."""
     from .audio import open_container
@@ -125,7 +128,8 @@ def _video_items(uri: str, data: bytes, digest: str, pre: Preprocess) -> Decoded
     def generate() -> Iterator[dict]:
         with container:
             if plan is not None:
-                for f in decode_frames(container, container.streams.video[0], plan, pre.image.max_side, uri):
+                for f in decode_frames(container, container.streams.video[0], plan, pre.image.max_side, uri,
+                                       thumbnails):
                     yield make_item(f"{uri}#frame={f.frame}", uri, digest, "video", "image",
                                     image=f.image, timestamp=f.timestamp, frame=f.frame)
         yield from audio

@@ -6,19 +6,18 @@ frame in a later GOP is reached by seeking to its keyframe instead of decoding e
 Only the wanted frames are converted to RGB, scaled to maxSide inside libswscale.
 
 Sequence models (TransNetV2 for shot cuts) need every frame, not the sampled ones. A caller that
-wants them steps the decoding inside `collect_thumbnails(requests)`: the same pass then decodes the
-stream from the start without seeking, shrinks every frame (or every k-th, to stay within the
-request's max_frames) to the requested size, and still yields only the sampled frames. The read
-stage does this for per-file extractors that set a `thumbnails` request (shot-boundary).
+wants them passes `thumbnails` (requests -> None) to decode_frames (via preprocess.iter_items): the
+same pass then decodes the stream from the start without seeking, shrinks every frame (or every
+k-th, to stay within the request's max_frames) to the requested size, stores them in that dict once
+the video is decoded, and still yields only the sampled frames. The read stage does this for
+per-file extractors that set a `thumbnails` request (shot-boundary).
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import math
 from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,25 +52,6 @@ class Thumbnails:
     frames: np.ndarray      # [T] int64: each thumbnail's source frame index (as SampledFrame.frame)
     timestamps: np.ndarray  # [T] float64: seconds from the start of the video
     stride: int             # every stride-th source frame (1: every frame)
-
-
-# The requests of the decode in progress and what they collected (see collect_thumbnails).
-_THUMBNAILS: ContextVar[dict[ThumbnailRequest, Thumbnails | None] | None] = ContextVar("thumbnails", default=None)
-
-
-@contextlib.contextmanager
-def collect_thumbnails(collected: dict[ThumbnailRequest, Thumbnails | None]) -> Iterator[None]:
-    """While this block runs, a decode_frames that starts also collects, in the same decode pass,
-    thumbnails for each request among `collected`'s keys, and stores them there once the video's
-    last frame is decoded (or its stream breaks). Frames are decoded lazily: enter this around each
-    step of the iteration (`with collect_thumbnails(d): item = next(items, None)`), never around a
-    `yield` that hands control elsewhere (the requests travel in a context variable). No requests:
-    decoding is unchanged (seeks to the sampled frames)."""
-    token = _THUMBNAILS.set(collected if collected else None)
-    try:
-        yield
-    finally:
-        _THUMBNAILS.reset(token)
 
 
 @dataclass
@@ -119,17 +99,19 @@ def plan_frames(container, stream, fps: float, max_frames: int, name: str) -> Fr
     return FramePlan(index, [index.pts[i] for i in wanted], tb)
 
 
-def decode_frames(container, stream, plan: FramePlan, max_side: int, name: str) -> Iterator[SampledFrame]:
+def decode_frames(container, stream, plan: FramePlan, max_side: int, name: str,
+                  thumbnails: dict[ThumbnailRequest, Thumbnails | None] | None = None) -> Iterator[SampledFrame]:
     """The planned frames in order, decoded as they are needed: at most one per target, so never
     more than len(plan.targets). Each source frame comes at most once (asking for more frames per
     second than the video has gives every frame). A stream that breaks after some frames (a damaged
-    tail) ends the sequence short of the plan; one that yields none raises."""
+    tail) ends the sequence short of the plan; one that yields none raises. `thumbnails`: requests
+    (keys) for every frame, shrunk; filled in once the stream is decoded (or breaks)."""
     import av
 
     index, tb = plan.index, plan.time_base
     by_pts = {p: i for i, p in enumerate(index.pts)}
     produced = 0
-    requested = _THUMBNAILS.get()
+    requested = thumbnails
     if requested:
         collectors = [_Collector(r, len(index.pts), index.start, tb) for r in requested]
         frames = _decode_every(container, stream, index, by_pts, plan.targets, max_side, collectors)
