@@ -119,3 +119,11 @@ def test_package_files_are_found_without_importing_the_package(monkeypatch):
 def test_a_package_that_is_not_installed():
     with pytest.raises(models.ModelError, match="package 'prism-no-such-model' is not installed"):
         models.resolve("package://prism-no-such-model")
+
+
+def test_a_missing_back_end_package_names_what_needs_it_and_the_way_out():
+    assert models.installed_version("numpy", "x", "y")
+    with pytest.raises(models.ModelError, match=r"extractor 'f': options.backend yunet needs the no-such-dist "
+                                                r"package in the worker image \(pip install no-such-dist\), or "
+                                                r"set options.backend: haar"):
+        models.installed_version("no-such-dist", "extractor 'f': options.backend yunet", "set options.backend: haar")

@@ -111,11 +111,7 @@ def test_beyond_max_frames_every_kth_frame_is_seen(tmp_path):
 def test_without_thumbnails_it_reads_the_sampled_frames(transnet):
     """Called directly (no read stage), the model sees only the given frames: the cut is placed on the
     right frame, with no exact cut_frame. Answers come back in input order."""
-    red, blue = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)
-    red[..., 0], blue[..., 2] = 220, 220
-    frames = [{"frame": i, "image": img, "modality": "image", "file_modality": "video"}
-              for i, img in enumerate([red, red, red, blue, blue])]
-    shuffled = [frames[4], frames[0], frames[3], frames[1], frames[2]]
+    shuffled = red_then_blue_shuffled()
     out = {f["frame"]: o for f, o in zip(shuffled, transnet(shuffled), strict=True)}
     assert [out[i]["cut"] for i in range(5)] == [False, False, False, True, False]
     assert [out[i]["shot"] for i in range(5)] == [0, 0, 0, 1, 1]
@@ -141,17 +137,22 @@ def test_transitions_start_new_shots_after_each_run():
     assert sb.transitions(np.zeros(10), 0.5) == []
 
 
+def red_then_blue_shuffled() -> list[dict]:
+    """Frames 0-2 red, 3-4 blue (one cut, at frame 3), handed over out of order."""
+    red, blue = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 220, 220
+    frames = [{"frame": i, "image": img, "modality": "image", "file_modality": "video"}
+              for i, img in enumerate([red, red, red, blue, blue])]
+    return [frames[4], frames[0], frames[3], frames[1], frames[2]]
+
+
 # histogram (the no-torch fallback)
 
 
 def test_histogram_finds_one_cut_in_frame_order():
     ex = shots(**HISTOGRAM)
     assert ex.version == "hsv-histogram-bhattacharyya/1" and ex.thumbnails is None
-    red, blue = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)
-    red[..., 0], blue[..., 2] = 220, 220
-    frames = [{"frame": i, "image": img, "modality": "image", "file_modality": "video"}
-              for i, img in enumerate([red, red, red, blue, blue])]
-    shuffled = [frames[4], frames[0], frames[3], frames[1], frames[2]]
+    shuffled = red_then_blue_shuffled()
     out = {f["frame"]: o for f, o in zip(shuffled, ex(shuffled), strict=True)}
     assert [out[i]["cut"] for i in range(5)] == [False, False, False, True, False]
     assert [out[i]["shot"] for i in range(5)] == [0, 0, 0, 1, 1]

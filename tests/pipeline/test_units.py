@@ -150,20 +150,6 @@ def test_a_failing_item_does_not_cost_its_batch_mates():
     assert out[3]["errors"] == []  # other modalities pass through untouched
 
 
-def test_shot_boundary_finds_one_cut_in_frame_order():
-    # The histogram back-end: ordering is the point here (TransNetV2: tests/extractors/test_shot_boundary.py).
-    ex = build(ExtractorSpec(name="shots", kind="shot-boundary", options={"backend": "histogram"}))
-    ex.setup()
-    red, blue = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)
-    red[..., 0], blue[..., 2] = 220, 220
-    frames = [{"frame": i, "image": img, "modality": "image", "file_modality": "video"}
-              for i, img in enumerate([red, red, red, blue, blue])]
-    shuffled = [frames[4], frames[0], frames[3], frames[1], frames[2]]
-    out = {f["frame"]: o for f, o in zip(shuffled, ex(shuffled), strict=True)}
-    assert [out[i]["cut"] for i in range(5)] == [False, False, False, True, False]
-    assert [out[i]["shot"] for i in range(5)] == [0, 0, 0, 1, 1]
-
-
 def test_builtin_and_plugin_errors_name_the_field():
     with pytest.raises(ExtractorError, match=r"spec.extractors\[0\].kind: cannot import plug-in module"):
         build_all([ExtractorSpec(name="x", kind="python: no_such_module:Thing")])

@@ -113,6 +113,17 @@ def _package_dir(package: str, field: str) -> tuple[Path, object | None]:
     return base, module
 
 
+def installed_version(package: str, needed_by: str, instead: str) -> str:
+    """The installed version of a distribution a back-end runs on, or a ModelError naming what needs
+    it and what to do instead, e.g. installed_version("yuface", "extractor 'faces': options.backend
+    yunet", "set options.backend: haar")."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelError(f"{needed_by} needs the {package} package in the worker image (pip install "
+                         f"{package}), or {instead}") from err
+
+
 def _dist_version(package: str, module: object | None = None) -> str:
     try:
         return importlib.metadata.version(package)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_pipeline.model_uris import ModelError
+from prism_pipeline.model_uris import installed_version
 
 from .base import Extractor, Payload
 from .hf_models import rgb_images
@@ -144,13 +144,7 @@ class FaceDetection(Extractor):
 
 
 def _yuface_version(name: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("yuface")
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelError(f"extractor {name!r}: options.backend yunet needs the yuface package in the worker "
-                         "image (pip install yuface), or set options.backend: haar") from err
+    return installed_version("yuface", f"extractor {name!r}: options.backend yunet", "set options.backend: haar")
 
 
 def _omp_set_threads(yuface):

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_pipeline.model_uris import ModelError
+from prism_pipeline.model_uris import ModelError, installed_version
 
 from .base import Extractor, Payload, add_text
 from .hf_models import rgb_images
@@ -181,13 +181,8 @@ class OCR(Extractor):
 
 
 def _rapidocr_version(name: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("rapidocr")
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelError(f"extractor {name!r}: options.backend rapidocr needs the rapidocr package in the "
-                         "worker image (pip install rapidocr onnxruntime), or set options.backend: tesseract") from err
+    return installed_version("rapidocr", f"extractor {name!r}: options.backend rapidocr",
+                             "set options.backend: tesseract")
 
 
 def _rapidocr(name: str, min_confidence: float):
