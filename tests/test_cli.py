@@ -74,7 +74,7 @@ def test_usage_errors_exit_nonzero(args):
     assert prism(*args).returncode != 0
 
 
-def test_search_prints_score_uri_item_and_text(tmp_path):
+def test_search_prints_score_uri_item_at_and_text(tmp_path):
     from tests.pipeline.stores import write_store
 
     write_store(tmp_path / "state")
@@ -82,9 +82,9 @@ def test_search_prints_score_uri_item_and_text(tmp_path):
                    "--limit", "2")
     assert result.returncode == 0, result.stderr
     header, best, second = result.stdout.splitlines()
-    assert header == f"{'SCORE':>6}  {'URI':<48}  {'ITEM':<18}  TEXT"
-    # the text's newline flattened, cut at 60 characters
-    assert best[6:] == f"  {'/docs/volcano.md':<48}  {'chunk=0':<18}  " \
+    assert header == f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>6}  TEXT"
+    # a document has no time; the text's newline flattened, cut at 60 characters
+    assert best[6:] == f"  {'/docs/volcano.md':<44}  {'chunk=0':<16}  {'-':>6}  " \
                        "A volcano erupts molten lava, ash and gases from deep under ..."
     assert float(best[:6]) >= float(second[:6]) and result.stderr == ""
 

@@ -30,7 +30,7 @@ def test_include_exclude_globs(s3_endpoint):
     refs = list_files(src(s3_endpoint, include=["**/*.jpg", "docs/*.pdf"], exclude=["**/broken_*"]))
     assert [r.uri.removeprefix("s3://media/campaign/") for r in refs] == [
         "docs/honeybees.pdf", "docs/volcanoes.pdf", "photos/astronaut.jpg",
-        "photos/astronaut_rotated_exif.jpg", "photos/coffee.jpg"]
+        "photos/astronaut_rotated_exif.jpg", "photos/coffee.jpg", "photos/shop_sign.jpg"]
     whole_bucket = list_files(src(s3_endpoint, "s3://media", include=["campaign/video/*"]))
     assert [r.uri for r in whole_bucket] == ["s3://media/campaign/video/astronaut_then_coffee.mp4"]
 
