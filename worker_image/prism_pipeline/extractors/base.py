@@ -36,6 +36,11 @@ from prism_api import ExtractorSpec
 MODALITIES = frozenset({"image", "audio", "text"})
 
 
+class NoTextQuery(ValueError):
+    """This extractor's vectors cannot be searched with a text query (e.g. image features without
+    a text tower); the message says how to search them instead."""
+
+
 def add_text(item: dict, text: str) -> None:
     """Append `text` to the item's `text` (newline-separated), once: a batch retried item by item
     after a failure must not repeat it. Blank text adds nothing."""

