@@ -4,7 +4,11 @@ the driver.
 
 The driver serves it on the progress endpoint (progress_report.OUTCOME) and prints it as the last
 line of its log (`PRISM_OUTCOME {...}`), which Ray keeps in the job's failure message and KubeRay
-copies into the RayJob's `status.message`; the operator reads whichever it gets.
+copies into the RayJob's `status.message`; the operator reads whichever it gets. The line also
+carries how many files failed and a few of them (shorter than the endpoint's samples, so the line
+stays well inside the log tail Ray keeps): when the endpoint was never readable (another job's
+driver held the port on a shared cluster) or the driver was gone before the operator's next read,
+the ExtractionJob still names the files that failed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .failed_file import MAX_FAILURE_SAMPLES, FailedFile
+
 OUTCOME_MARKER = "PRISM_OUTCOME"
+# The verdict line's own bounds, well inside the 20,000 characters of log tail Ray keeps.
+LINE_MESSAGE_CHARS, LINE_URI_CHARS, LINE_ERROR_CHARS, MAX_LINE_CHARS = 2000, 400, 200, 12_000
 
 
 class Outcome(StrEnum):
@@ -33,10 +41,27 @@ class Outcome(StrEnum):
 class OutcomeReport:
     outcome: Outcome
     message: str = ""
+    files_failed: int = 0                   # every file in the failure ledger
+    failures: tuple[FailedFile, ...] = ()   # a sample of them (at most MAX_FAILURE_SAMPLES on the line)
 
     def to_line(self) -> str:
-        return f"{OUTCOME_MARKER} " + json.dumps({"outcome": self.outcome.value, "message": self.message[:2000]},
-                                                 sort_keys=True)
+        """One line of at most MAX_LINE_CHARS (escaped non-ASCII text takes up to 6 characters per
+        character): fewer samples, then a shorter message, when the full line would be longer."""
+        for samples, message_chars in ((MAX_FAILURE_SAMPLES, LINE_MESSAGE_CHARS), (3, LINE_MESSAGE_CHARS),
+                                       (1, 500), (0, 300)):
+            line = self._line(samples, message_chars)
+            if len(line) <= MAX_LINE_CHARS:
+                break
+        return line
+
+    def _line(self, samples: int, message_chars: int) -> str:
+        data = {"outcome": self.outcome.value, "message": self.message[:message_chars]}
+        if self.files_failed or self.failures:
+            data["filesFailed"] = max(self.files_failed, len(self.failures))
+            data["failures"] = [[f.uri, f.stage, f.error] for f in
+                                (f.bounded(LINE_URI_CHARS, LINE_ERROR_CHARS) for f in self.failures[:samples])]
+        # ASCII only: a non-UTF-8 file name's surrogate escapes stay printable on any stdout.
+        return f"{OUTCOME_MARKER} " + json.dumps(data, sort_keys=True, ensure_ascii=True)
 
     @classmethod
     def from_text(cls, text: str) -> OutcomeReport | None:
@@ -45,7 +70,10 @@ class OutcomeReport:
         for match in _OUTCOME_LINE.finditer(text or ""):
             try:
                 data = json.loads(match.group(1))
-                found = cls(Outcome(data["outcome"]), str(data.get("message", "")))
+                samples = tuple(FailedFile(str(uri), str(stage), str(error)).bounded()
+                                for uri, stage, error in (data.get("failures") or [])[:MAX_FAILURE_SAMPLES])
+                found = cls(Outcome(data["outcome"]), str(data.get("message", "")),
+                            max(int(data.get("filesFailed") or 0), len(samples)), samples)
             except (ValueError, KeyError, TypeError):
                 continue
         return found

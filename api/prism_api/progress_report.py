@@ -24,6 +24,13 @@ import math
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from .failed_file import (  # noqa: F401 (re-exported)
+    MAX_ERROR_CHARS,
+    MAX_FAILURE_SAMPLES,
+    MAX_STAGE_CHARS,
+    MAX_URI_CHARS,
+    FailedFile,
+)
 from .outcome import Outcome
 
 PROGRESS_PORT = 9090
@@ -54,26 +61,12 @@ NAMESPACE_LABEL = "namespace"
 ATTEMPT_LABEL = "attempt"
 EXTRACTOR_LABEL = "extractor"
 
-MAX_FAILURE_SAMPLES = 10
-MAX_URI_CHARS, MAX_STAGE_CHARS, MAX_ERROR_CHARS, MAX_MESSAGE_CHARS = 2048, 64, 1024, 2000
+MAX_MESSAGE_CHARS = 2000
 MAX_TEXT_BYTES = 4 * 1024 * 1024  # a reader refuses a larger endpoint body
 
 
 class ProgressFormatError(ValueError):
     """The text is not Prometheus exposition format."""
-
-
-@dataclass(frozen=True)
-class FailedFile:
-    """One file the pipeline could not process: where it failed (read, decode, an extractor's name,
-    or pipeline) and why. The driver's failure ledger holds all of them; reports carry a sample."""
-
-    uri: str
-    stage: str
-    error: str
-
-    def bounded(self) -> FailedFile:
-        return FailedFile(self.uri[:MAX_URI_CHARS], self.stage[:MAX_STAGE_CHARS], self.error[:MAX_ERROR_CHARS])
 
 
 @dataclass

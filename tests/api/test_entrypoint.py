@@ -76,6 +76,27 @@ def test_the_verdict_line_round_trips(outcome):
     assert outcome.retryable() == (outcome is Outcome.FAILED)
 
 
+def test_the_verdict_line_carries_a_bounded_sample_of_the_failed_files():
+    from prism_api.failed_file import MAX_FAILURE_SAMPLES, FailedFile
+    from prism_api.outcome import LINE_ERROR_CHARS, LINE_URI_CHARS, MAX_LINE_CHARS
+
+    failed = tuple(FailedFile(f"s3://b/{'d/' * 400}{i}-\udcff.pdf", "decode", "bad\n" * 200) for i in range(25))
+    report = OutcomeReport(Outcome.TOO_MANY_FAILED_FILES, "m" * 5000, 25, failed)
+    line = report.to_line()
+    assert "\n" not in line and line.isascii() and len(line) < 12_000  # well inside Ray's 20,000-char tail
+    back = OutcomeReport.from_text(f"noise\n{line}\n")
+    assert back.files_failed == 25 and len(back.failures) == MAX_FAILURE_SAMPLES
+    assert back.failures[0] == FailedFile(failed[0].uri[:LINE_URI_CHARS], "decode", failed[0].error[:LINE_ERROR_CHARS])
+    assert OutcomeReport.from_text(OutcomeReport(Outcome.SUCCEEDED).to_line()) == OutcomeReport(Outcome.SUCCEEDED)
+    # Text that escapes to 6 characters a character still makes a bounded line, with fewer samples.
+    wide = tuple(FailedFile("s3://b/" + "\u00e9" * 2000, "decode", "\u00e9" * 2000) for _ in range(10))
+    line = OutcomeReport(Outcome.FAILED, "\u00e9" * 5000, 10, wide).to_line()
+    back = OutcomeReport.from_text(line)
+    assert len(line) <= MAX_LINE_CHARS and back.files_failed == 10 and 1 <= len(back.failures) < 10
+    # A line without failures reads as none (an older driver's line, too).
+    assert OutcomeReport.from_text('PRISM_OUTCOME {"outcome": "Failed", "message": "x"}').failures == ()
+
+
 def test_the_last_verdict_line_wins_and_garbage_is_ignored():
     first, last = OutcomeReport(Outcome.FAILED, "a").to_line(), OutcomeReport(Outcome.SUCCEEDED).to_line()
     text = f"{first}\n{OUTCOME_MARKER} {{not json}}\n{last}\n{OUTCOME_MARKER} {{\"outcome\": \"Nope\"}}\n"

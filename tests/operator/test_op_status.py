@@ -11,7 +11,7 @@ import pytest
 
 from prism_api import Condition, ExtractionJobStatus, Phase, Progress, parse_job
 from prism_api.outcome import Outcome, OutcomeReport
-from prism_api.progress_report import Counts, ProgressReport, ReportIdentity
+from prism_api.progress_report import MAX_FAILURE_SAMPLES, Counts, FailedFile, ProgressReport, ReportIdentity
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.dashboard_client import RayJobState
 from prism_operator.status.derive import FENCE_TIMEOUT_SECONDS, derive
@@ -218,6 +218,30 @@ def test_final_outcome_printed_in_rays_message_is_not_retried(outcome):
                        rj=rayjob("FAILED", "Failed", f"Job entrypoint command failed, last logs:\n...\n{line}")))
     assert (d.status.phase, d.status.reason) == (Phase.FAILED, outcome.value)
     assert "the pipeline's own words" in d.status.message and not d.actions
+
+
+def test_the_failed_files_printed_with_the_verdict_reach_the_status_without_any_reading():
+    """Another driver held the progress port all along: the verdict line names the failed files."""
+    failed = tuple(FailedFile(f"file:///m/broken-{i}.pdf", "decode", "not a PDF") for i in range(12))
+    line = OutcomeReport(Outcome.TOO_MANY_FAILED_FILES, "12 of 14 files failed", 12, failed).to_line()
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Failed", f"logs:\n{line}")))
+    assert d.status.reason == "TooManyFailedFiles" and d.status.failures.count == 12
+    assert [s.uri for s in d.status.failures.samples] == [f.uri for f in failed[:MAX_FAILURE_SAMPLES]]
+    assert d.status.failures.samples[0].stage == "decode" and d.status.failures.samples[0].error == "not a PDF"
+
+
+def test_the_endpoints_final_reading_wins_over_the_verdict_line_when_it_counts_as_many():
+    served = reading(4, Outcome.TOO_MANY_FAILED_FILES, files_done=2, files_failed=2)
+    served.failures = [FailedFile("file:///m/a.pdf", "decode", "the endpoint's longer words")]
+    line = OutcomeReport(Outcome.TOO_MANY_FAILED_FILES, "", 2, (FailedFile("file:///m/a.pdf", "decode", "x"),))
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Failed", line.to_line()),
+                       progress=served))
+    assert d.status.failures.count == 2 and d.status.failures.samples[0].error == "the endpoint's longer words"
+    # An earlier reading (before the last files failed) loses to the driver's final count.
+    early = reading(4, files_done=1, files_failed=1)
+    d = decide(observe(status(Phase.RUNNING), RETRYABLE, rj=rayjob("FAILED", "Failed", line.to_line()),
+                       progress=early))
+    assert d.status.failures.count == 2
 
 
 def test_counters_alone_do_not_decide_the_outcome():

@@ -204,11 +204,14 @@ def test_an_unreachable_qdrant_server_is_a_clear_job_error(tmp_path):
         run_job("j", spec, state_dir=tmp_path / "state")
 
 
-def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint():
+def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint_until_it_is_free(monkeypatch):
     import socket
+    import time
 
+    from prism_api.progress_report import ProgressReport, ReportIdentity
     from prism_pipeline.progress_actor import ProgressActor
 
+    monkeypatch.setattr(ProgressActor, "RETRY_FIRST_S", 0.2)
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen(1)
@@ -216,3 +219,18 @@ def test_a_busy_progress_port_leaves_the_job_running_without_the_endpoint():
         assert actor.port() is None and "cannot serve progress" in actor.serve_error()
         actor.add(Counts(files_done=1))
         assert actor.snapshot().counts.files_done == 1
+        port = busy.getsockname()[1]
+        stopped = ProgressActor("other", 1, port)
+        stopped.stop()
+    # The port is free again (the other driver's actor is gone): the endpoint comes up on it.
+    deadline = time.monotonic() + 30
+    while actor.port() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert actor.port() == port and actor.serve_error() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            report = ProgressReport.from_prometheus(r.read().decode(), ReportIdentity("j", "", 1))
+        assert report.counts.files_done == 1
+        assert stopped.port() is None  # a stopped actor never takes the port
+    finally:
+        actor.stop()

@@ -85,19 +85,41 @@ def serve(state: ProgressState, port: int, host: str = "0.0.0.0") -> ThreadingHT
 class ProgressActor:
     """The Ray actor wrapper (created with ray.remote in `start_progress_actor`)."""
 
+    # Retrying a busy port: 1 s, doubling to at most 10 s, for as long as the job runs.
+    RETRY_FIRST_S, RETRY_MAX_S = 1.0, 10.0
+
     def __init__(self, job: str, files_total: int, port: int | None, namespace: str = "", attempt: int = 1):
         self.state = ProgressState(job, namespace, attempt, files_total)
         self.server, self.error = None, None
+        self._stopped = threading.Event()
         if port is not None:
             try:
                 self.server = serve(self.state, port)
             except OSError as err:
-                # Another job's driver on this node (a shared `cluster.existing`) holds the port: run
-                # without the endpoint rather than fail the job; the driver logs the reason.
+                # Another driver on this node holds the port: another job on a shared
+                # `cluster.existing`, or the previous job's actor not yet gone. Run without the
+                # endpoint rather than fail the job, and take the port as soon as it is free.
                 self.error = f"cannot serve progress on port {port}: {err.strerror or err}"
+                threading.Thread(target=self._bind_when_free, args=(port,), name="prism-progress-bind",
+                                 daemon=True).start()
+
+    def _bind_when_free(self, port: int) -> None:
+        delay = self.RETRY_FIRST_S
+        while not self._stopped.wait(delay):
+            try:
+                server = serve(self.state, port)
+            except OSError:
+                delay = min(delay * 2, self.RETRY_MAX_S)
+                continue
+            if self._stopped.is_set():
+                _close(server)
+            else:
+                self.server, self.error = server, None
+            return
 
     def port(self) -> int | None:
-        return self.server.server_address[1] if self.server else None
+        server = self.server
+        return server.server_address[1] if server else None
 
     def serve_error(self) -> str | None:
         return self.error
@@ -116,9 +138,14 @@ class ProgressActor:
         return self.state.snapshot()
 
     def stop(self) -> None:
+        self._stopped.set()
         if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+            _close(self.server)
+
+
+def _close(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def start_progress_actor(job: str, files_total: int, port: int | None, *, namespace: str = "", attempt: int = 1):
@@ -135,5 +162,6 @@ def start_progress_actor(job: str, files_total: int, port: int | None, *, namesp
     # One ray.get at start-up (not on the hot path): surfaces a busy port before any work starts.
     bound, error = ray.get([actor.port.remote(), actor.serve_error.remote()], timeout=60)
     if error:
-        logging.getLogger("prism.progress").warning("%s; progress is only in this log", error)
+        logging.getLogger("prism.progress").warning("%s; progress is only in this log until the port is free "
+                                                    "(retrying)", error)
     return actor, bound

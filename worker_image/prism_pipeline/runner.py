@@ -19,6 +19,7 @@ from pathlib import Path
 from prism_api import ExtractionJob, ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
 from prism_api.outcome import Outcome, OutcomeReport
+from prism_api.progress_report import MAX_FAILURE_SAMPLES
 
 log = logging.getLogger("prism")
 
@@ -123,7 +124,8 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
         from prism_pipeline.sink.embedded import close_embedded
 
         close_embedded(state_dir)
-    return OutcomeReport(result.outcome, result.message)
+    return OutcomeReport(result.outcome, result.message, len(result.failures),
+                         tuple(result.failures[:MAX_FAILURE_SAMPLES]))
 
 
 def record_outcome(actor, report: OutcomeReport) -> None:

@@ -371,11 +371,15 @@ def _succeeded(obs: Observed, draft: _Draft, note: str = "") -> _Draft:
     return draft
 
 
+def _printed(obs: Observed) -> OutcomeReport | None:
+    """The outcome line the current attempt's driver printed last, as Ray's message carries it."""
+    return OutcomeReport.from_text((((obs.rayjob or {}).get("status") or {}).get("message")) or "")
+
+
 def _outcome(obs: Observed) -> OutcomeReport | None:
     """The pipeline's own verdict on the current attempt: from its progress endpoint (the last good
     reading), else the outcome line its driver printed last, which Ray's message carries."""
-    raw_message = (((obs.rayjob or {}).get("status") or {}).get("message")) or ""
-    printed = OutcomeReport.from_text(raw_message)
+    printed = _printed(obs)
     served = obs.progress if obs.progress is not None and obs.progress.outcome is not None else None
     if served is None:
         return printed
@@ -480,7 +484,7 @@ def _finish(obs: Observed, draft: _Draft) -> Decision:
         start_time=draft.start_time,
         completion_time=draft.completion_time,
         progress=progress_from(old.progress, obs.progress, spec_names, obs.now),
-        failures=failures_from(old.failures, obs.progress),
+        failures=failures_from(old.failures, obs.progress, _printed(obs)),
         usage=usage_from(old.usage, obs.progress),
     )
     events = list(draft.events)

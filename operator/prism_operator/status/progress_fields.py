@@ -17,6 +17,7 @@ from prism_api import (
     Progress,
     Usage,
 )
+from prism_api.outcome import OutcomeReport
 from prism_api.progress_report import ProgressReport
 
 from .clock import rfc3339, seconds_since
@@ -70,7 +71,13 @@ def progress_from(old: Progress, report: ProgressReport | None, extractor_order:
     })
 
 
-def failures_from(old: Failures, report: ProgressReport | None) -> Failures:
+def failures_from(old: Failures, report: ProgressReport | None, printed: OutcomeReport | None = None) -> Failures:
+    """From the last progress reading, unless the driver's verdict line counts more failed files
+    (the endpoint was never readable, or the driver was gone before the final reading)."""
+    if printed is not None and printed.files_failed > (report.counts.files_failed if report else old.count):
+        return Failures(count=printed.files_failed,
+                        samples=[FailureSample(uri=f.uri, stage=f.stage, error=f.error)
+                                 for f in printed.failures[:MAX_FAILURE_SAMPLES]])
     if report is None:
         return old
     samples = [FailureSample(uri=f.uri, stage=f.stage, error=f.error)
