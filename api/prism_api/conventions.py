@@ -2,7 +2,8 @@
 environment variables, the synthetic Ray resource and the sink's collection suffixes.
 
 The progress endpoint's port, path and metric names are in progress_report; child object names
-in child_names.
+in child_names; the payload keys of points that readers rely on (failed extractors among them) in
+point_payload.
 """
 
 from __future__ import annotations

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
         if len(queries) > 1:
             print(f"{'' if query == queries[0] else chr(10)}> {query}")
         _table(result)
+    partial = sorted({h.key for r in results for h in r.hits if h.failed_extractors})
+    if partial:
+        one = len(partial) == 1
+        print(f"prism search: note: {len(partial)} {'result lacks' if one else 'results lack'} an extractor's "
+              f"output (`prism failed --collection {args.collection}` lists them)", file=sys.stderr)
     return 0
 
 
@@ -53,10 +58,10 @@ def _table(result) -> None:
     print(f"{'SCORE':>6}  {'URI':<44}  {'ITEM':<16}  {'AT':>6}  TEXT")
     for h in result.hits:
         at = f"{h.at:.1f}s" if h.at is not None else "-"
-        print(f"{h.score:>6.3f}  {_display_uri(h.uri):<44}  {h.item:<16}  {at:>6}  {_short(h.excerpt)}")
+        print(f"{h.score:>6.3f}  {display_uri(h.uri):<44}  {h.item:<16}  {at:>6}  {_short(h.excerpt)}")
 
 
-def _display_uri(uri: str) -> str:
+def display_uri(uri: str) -> str:
     """Local files under the current directory as relative paths (as the job named them)."""
     if uri.startswith("/"):
         relative = os.path.relpath(uri)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run", "search", "validate", "render", "crd", "operator")
+SUBCOMMANDS = ("run", "search", "failed", "validate", "render", "crd", "operator")
 
 
 def _load(name: str):

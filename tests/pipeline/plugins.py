@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from pathlib import Path
 
 from prism_pipeline.extractors import Extractor, Payload
 
@@ -18,6 +21,21 @@ class Poisoned(Extractor):
             if "poison" in (item["text"] or ""):
                 raise ValueError("cannot digest poison")
         return [{"chars": len(item["text"])} for item in items]
+
+
+class PoisonedUntilCured(Poisoned):
+    """Poisoned, until the file named by options.antidote exists: a model fixed between two runs.
+    Where the antidote lies does not change its outputs, so it stays out of the fingerprint, and
+    incremental runs skip the files it once digested."""
+
+    def __call__(self, items):
+        if Path(self.options["antidote"]).exists():
+            return [{"chars": len(item["text"])} for item in items]
+        return super().__call__(items)
+
+    def fingerprint(self) -> str:
+        options = {k: v for k, v in self.options.items() if k != "antidote"}
+        return hashlib.sha256(json.dumps([self.spec.kind, self.version, options], sort_keys=True).encode()).hexdigest()
 
 
 class Hang(Extractor):

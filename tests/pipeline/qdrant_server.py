@@ -4,7 +4,8 @@ real HTTP and backed by qdrant-client's own local engine.
 No Qdrant server binary can run on these machines (docs/design.md §6), so this plays its part the way
 kmock plays Kubernetes': the pipeline's writer actors talk to it through the real QdrantClient over
 HTTP from other processes. `fail_upserts` answers that many point upserts with 503 first, to
-exercise the writers' retries. Its limits: only the routes below, no auth, no payload indexes.
+exercise the writers' retries. Its limits: only the routes below, no auth; payload indexes are
+recorded (`indexes`, and a collection's `payload_schema`) but not built.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class QdrantStandIn:
         self.lock = threading.Lock()
         self.fail_upserts = fail_upserts
         self.upserts = 0
+        self.indexes: dict[str, dict[str, str]] = {}  # collection -> field -> schema, as asked
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -49,11 +51,16 @@ class QdrantStandIn:
             case "GET", "/exists":
                 return 200, {"exists": local.collection_exists(name)}
             case "GET", "":
-                return 200, local.get_collection(name).model_dump(mode="json", exclude_none=True)
+                info = local.get_collection(name).model_dump(mode="json", exclude_none=True)
+                info["payload_schema"] = {f: {"data_type": t, "points": 0} for f, t in self.indexes.get(name, {}).items()}
+                return 200, info
             case "PUT", "":
                 req = m.CreateCollection.model_validate(body)
                 return 200, local.create_collection(name, vectors_config=req.vectors)
             case "PUT", "/index":
+                req = m.CreateFieldIndex.model_validate(body)
+                self.indexes.setdefault(name, {})[req.field_name] = str(getattr(req.field_schema, "value",
+                                                                               req.field_schema))
                 return 200, {"operation_id": 0, "status": "completed"}
             case "PUT", "/points":
                 if not name.endswith("__prism_files"):  # refusals reach the writer actors
@@ -75,6 +82,11 @@ class QdrantStandIn:
                 req = m.QueryRequest.model_validate(body)
                 return 200, local.query_points(name, query=req.query, using=req.using, limit=req.limit or 10,
                                                with_payload=req.with_payload or False).model_dump(mode="json")
+            case "POST", "/points/scroll":
+                req = m.ScrollRequest.model_validate(body)
+                records, offset = local.scroll(name, scroll_filter=req.filter, limit=req.limit or 10, offset=req.offset,
+                                               with_payload=req.with_payload or False)
+                return 200, {"points": [r.model_dump(mode="json") for r in records], "next_page_offset": offset}
             case "POST", "/points/count":
                 req = m.CountRequest.model_validate(body)
                 return 200, local.count(name, count_filter=req.filter, exact=True).model_dump(mode="json")

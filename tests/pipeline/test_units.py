@@ -14,7 +14,7 @@ from prism_api.progress_report import Counts, FailedFile
 from prism_pipeline import rows as R
 from prism_pipeline.extract_stage import ExtractorStage
 from prism_pipeline.extractors import ExtractorError, build, build_all
-from prism_pipeline.ledger import FileTracker
+from prism_pipeline.ledger import FileTracker, Written
 from prism_pipeline.model_uris import ModelError, resolve
 from prism_pipeline.points import point_id, to_point
 from prism_pipeline.progress_actor import ProgressState, serve
@@ -50,14 +50,15 @@ def test_point_has_named_vectors_and_design_payload():
 def test_a_file_is_done_only_when_all_its_items_arrived():
     t = FileTracker(files_total=2)
     assert t.observe(item("/a#chunk=0", 2)) is None
-    assert t.observe(item("/a#chunk=1", 2)) == ("/a", HASH, 2)
+    assert t.observe(item("/a#chunk=1", 2)) == Written("/a", HASH, 2)
     assert t.totals.files_done == 1
 
 
 def test_an_item_error_fails_its_file_with_the_extractor_stage():
     t = FileTracker(files_total=1)
     t.observe(item("/a#chunk=0", 2, errors=[{"stage": "text", "error": "boom"}]))
-    assert t.observe(item("/a#chunk=1", 2)) is None
+    # its points are written (recorded as failed, so incremental runs do it again)
+    assert t.observe(item("/a#chunk=1", 2)) == Written("/a", HASH, 2, failed_stage="text")
     assert (t.totals.files_failed, t.failures[0].stage, t.totals.items_failed["text"]) == (1, "text", 1)
 
 
@@ -72,7 +73,7 @@ def test_markers_count_failed_skipped_and_empty_files():
     t = FileTracker(files_total=3)
     t.observe(R.file_marker("/x", R.FAILED, stage="read", error="/x: missing"))
     t.observe(R.file_marker("/y", R.SKIPPED, content_hash=HASH, bytes_read=5))
-    assert t.observe(R.file_marker("/z", R.EMPTY, content_hash=HASH, decoded=True)) == ("/z", HASH, 0)
+    assert t.observe(R.file_marker("/z", R.EMPTY, content_hash=HASH, decoded=True)) == Written("/z", HASH, 0)
     c = t.totals
     assert (c.files_failed, c.files_skipped, c.files_done, c.decodes, c.bytes_read) == (1, 1, 1, 1, 5)
 

@@ -125,5 +125,9 @@ def summary(result: JobResult) -> str:
             lines.append(f"  - {f.uri} [{f.stage}]")
         if len(t.failures) > 10:
             lines.append(f"  ... and {len(t.failures) - 10} more (see the failure ledger)")
+    partial = sum(c.items_failed.get(name, 0) for name in names)
+    if partial:
+        lines += ["", f"  {partial} item{'s' * (partial != 1)} written without an extractor's output; list them with "
+                  f"`prism failed --collection {result.collection}`, run again to reprocess their files"]
     lines += ["", "  " + result.message]
     return "\n".join(lines)

@@ -9,6 +9,13 @@ nothing; the listing gives no content fingerprint (size alone would miss same-si
 bytes must be hashed anyway to name the points.
 
 A file whose hash changed gets its old points deleted once its new points are written (Plan.is_stale).
+
+A file that did not finish cleanly is never skipped. One that could not be read or decoded has no
+new record. One whose items all came through but failed (an extractor failed on one of its items:
+its points are written, naming the failed extractors, prism_api.point_payload) is recorded with
+the stage it failed at, and only complete records are skipped on: the next run extracts the whole
+file again, overwriting its points (same ids) and so clearing their marks. Until then its record
+names the points a later content change makes stale.
 This module is the pure part; the sink does the lookups and writes.
 """
 
@@ -21,6 +28,7 @@ from typing import Any
 
 from prism_api import ExtractionJobSpec
 from prism_pipeline.extractors import Extractor
+from prism_pipeline.sink.file_records import FAILED_STAGE
 
 
 def run_key(spec: ExtractionJobSpec, extractors: list[Extractor]) -> str:
@@ -32,8 +40,9 @@ def run_key(spec: ExtractionJobSpec, extractors: list[Extractor]) -> str:
 
 
 def previous_hashes(records: dict[str, dict[str, Any]], key: str) -> dict[str, str]:
-    """The hashes a read task may skip on: only records written with the same run key."""
-    return {uri: r["content_hash"] for uri, r in records.items() if r.get("run_key") == key}
+    """The hashes a read task may skip on: only complete records written with the same run key."""
+    return {uri: r["content_hash"] for uri, r in records.items()
+            if r.get("run_key") == key and not r.get(FAILED_STAGE)}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 It reads the outcome rows at the end of the stream. A file is done when all of its items have come
 through (each item row carries its file's item count); it fails if it could not be read or decoded,
-or if an extractor failed on any of its items (its other items are still written).
+or if an extractor failed on any of its items. Those items are still written, each point naming the
+extractors that failed on it (points.py), and the file is recorded as written but failed (`Written`),
+so the next incremental run extracts it again (incremental.py).
 """
 
 from __future__ import annotations
@@ -11,13 +13,25 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prism_api.progress_report import Counts, FailedFile
 from prism_pipeline import rows as R
 
 # A failed file: uri, stage (read, decode, an extractor name, or pipeline) and error.
 Failure = FailedFile
+
+
+class Written(NamedTuple):
+    """A file all of whose items came through the stream, so its points are written: the driver
+    records it for incremental runs. `failed_stage` says where it failed if it did (an extractor that
+    failed on some of its items, whose points lack that output; a decoder that stopped early); a
+    file recorded with one is not complete, and the next run processes it again."""
+
+    uri: str
+    content_hash: str
+    items: int
+    failed_stage: str = ""
 
 
 @dataclass
@@ -31,9 +45,9 @@ class FileTracker:
     _first_error: dict[str, dict[str, str]] = field(default_factory=dict)
     _finished_uris: set[str] = field(default_factory=set)
 
-    def observe(self, o: dict[str, Any]) -> tuple[str, str, int] | None:
-        """Account for one outcome row; return (uri, content_hash, items) when it finishes a
-        file cleanly (that file may be recorded for incremental runs)."""
+    def observe(self, o: dict[str, Any]) -> Written | None:
+        """Account for one outcome row; return the file when the row completes its items (that
+        file is recorded for incremental runs, with the stage it failed at if it failed)."""
         uri, status, t = o["uri"], o["status"], self.totals
         t.bytes_read += o.get("bytes_read") or 0
         t.decodes += int(bool(o.get("decoded")))
@@ -50,7 +64,7 @@ class FileTracker:
         if status == R.EMPTY:
             t.files_done += 1
             self._finished_uris.add(uri)
-            return uri, o["content_hash"], 0
+            return Written(uri, o["content_hash"], 0)
         if status != R.GAP:  # a gap's error is its file's decode failure, not an extractor's item failure
             for err in o["errors"]:
                 t.items_failed[err["stage"]] = t.items_failed.get(err["stage"], 0) + 1
@@ -64,14 +78,14 @@ class FileTracker:
         err = self._first_error.pop(uri, None)
         if err:
             self._fail(uri, err["stage"], err["error"])
-            return None
+            return Written(uri, o["content_hash"], o["file_items"], err["stage"])
         t.files_done += 1
         self._finished_uris.add(uri)
-        return uri, o["content_hash"], o["file_items"]
+        return Written(uri, o["content_hash"], o["file_items"])
 
-    def observe_batch(self, outcomes: list[dict[str, Any]], points_written: int) -> list[tuple[str, str, int]]:
-        """Account for one batch of outcome rows and the points it wrote; return the files it
-        finished cleanly (uri, content_hash, items)."""
+    def observe_batch(self, outcomes: list[dict[str, Any]], points_written: int) -> list[Written]:
+        """Account for one batch of outcome rows and the points it wrote; return the files whose
+        items it completed."""
         self.totals.points_written += points_written
         return [f for f in map(self.observe, outcomes) if f is not None]
 

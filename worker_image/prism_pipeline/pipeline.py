@@ -33,7 +33,7 @@ from prism_pipeline import incremental
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
 from prism_pipeline.incremental import Plan
-from prism_pipeline.ledger import Failure, FileTracker
+from prism_pipeline.ledger import Failure, FileTracker, Written
 from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
 from prism_pipeline.sources import SourceError, list_files
 
@@ -248,7 +248,7 @@ def _extractor_stage(ds, ex: Extractor, progress: Any):
 def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, plan: Plan) -> None:
     """Consume the stream on the driver, batch by batch: the sink writes (the embedded store's
     upserts; server mode's writers already did), the tracker accounts files and points, the progress
-    actor gets what changed, and finished files are recorded for incremental runs."""
+    actor gets what changed, and files whose points are written are recorded for incremental runs."""
     records = _Records(sink, plan)
     for batch in _batches(ds, tracker, spec.stall_timeout_seconds):
         outcomes = R.from_batch(batch)
@@ -302,10 +302,10 @@ def _feed(ds, batches: queue.Queue) -> None:
 
 
 def _account(outcomes: list[dict[str, Any]], written: int, tracker: FileTracker,
-             progress: Any) -> list[tuple[str, str, int]]:
+             progress: Any) -> list[Written]:
     """One batch into the tracker, and what changed to the progress actor (fire-and-forget: stages
     count their own items, bytes and decodes; the driver adds files and points). Returns the files
-    the batch finished cleanly."""
+    whose items the batch completed."""
     before, failures_before = tracker.driver_counts(), len(tracker.failures)
     finished = tracker.observe_batch(outcomes, written)
     delta = tracker.driver_counts() - before
@@ -315,16 +315,18 @@ def _account(outcomes: list[dict[str, Any]], written: int, tracker: FileTracker,
 
 
 class _Records:
-    """Finished files waiting to be recorded for incremental runs: written every RECORD_FLUSH_FILES
+    """Written files waiting to be recorded for incremental runs: recorded every RECORD_FLUSH_FILES
     files or RECORD_FLUSH_S seconds, so a crash loses little and the sink sees few small writes.
-    A recorded file whose content changed then loses its earlier points."""
+    A recorded file whose content changed then loses its earlier points: its new points are all
+    written, even when some lack the output of an extractor that failed (that file is recorded as
+    failed, and the next run processes it again)."""
 
     def __init__(self, sink: Sink, plan: Plan):
         self._sink, self._plan = sink, plan
-        self._pending: list[tuple[str, str, int]] = []
+        self._pending: list[Written] = []
         self._last_flush = time.monotonic()
 
-    def add(self, finished: list[tuple[str, str, int]]) -> None:
+    def add(self, finished: list[Written]) -> None:
         self._pending += finished
         if len(self._pending) >= RECORD_FLUSH_FILES or time.monotonic() - self._last_flush > RECORD_FLUSH_S:
             self.flush()
@@ -332,9 +334,9 @@ class _Records:
     def flush(self) -> None:
         if self._pending:
             self._sink.record(self._pending, self._plan.key)
-            for uri, content_hash, _ in self._pending:
-                if self._plan.is_stale(uri, content_hash):
-                    self._sink.delete_stale(uri, content_hash)
+            for f in self._pending:
+                if self._plan.is_stale(f.uri, f.content_hash):
+                    self._sink.delete_stale(f.uri, f.content_hash)
         self._pending, self._last_flush = [], time.monotonic()
 
 

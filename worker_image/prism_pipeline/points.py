@@ -2,6 +2,10 @@
 
 Point id = uuid5(namespace = the file's content hash, name = the item key): the same bytes at the
 same uri give the same ids on every run and retry, so re-runs overwrite and never duplicate.
+
+An item an extractor failed on is written all the same, without that extractor's output, and its
+payload names the failed extractors and why (prism_api.point_payload); an upsert replaces the whole
+point, so a later run where they succeed clears the marking.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from prism_api import point_payload as PP
+from prism_api.point_payload import ExtractorFailure
 from prism_pipeline import rows as R
 
 POSITION_FIELDS = ("timestamp", "t_end", "frame", "page", "chunk")
@@ -24,8 +30,8 @@ def point_id(content_hash: str, key: str) -> str:
 def payload_of(row: dict[str, Any], payload_names: set[str], versions: dict[str, str]) -> dict[str, Any]:
     """docs/design.md §4: source uri, modality, position, content hash, extractor outputs, model versions."""
     payload: dict[str, Any] = {
-        "uri": row["uri"], "key": row["key"], "modality": row["modality"],
-        "file_modality": row.get("file_modality"), "content_hash": row["content_hash"],
+        PP.URI: row["uri"], PP.KEY: row["key"], "modality": row["modality"],
+        "file_modality": row.get("file_modality"), PP.CONTENT_HASH: row["content_hash"],
     }
     for f in POSITION_FIELDS:
         if row.get(f) is not None:
@@ -36,9 +42,24 @@ def payload_of(row: dict[str, Any], payload_names: set[str], versions: dict[str,
         if name in payload_names:
             payload[name] = _plain(value)
     payload["models"] = {name: versions[name] for name in row["outputs"] if name in versions}
-    if row["errors"]:
-        payload["errors"] = row["errors"]
+    failed, other = extractor_failures(row, versions)
+    payload.update(PP.failure_fields(failed))
+    if other:  # e.g. a decoder that broke after the file's last item: its file fails in the ledger
+        payload["errors"] = other
     return payload
+
+
+def extractor_failures(row: dict[str, Any], extractors: Any) -> tuple[list[ExtractorFailure], list[dict[str, str]]]:
+    """The row's errors split into the failures of the extractors named in `extractors` (their
+    reasons without the item key the ledger's copy starts with) and the errors of other stages."""
+    failed, other = [], []
+    for err in row["errors"]:
+        if err["stage"] in extractors:
+            reason = err["error"].removeprefix(f"{row['key']}: ")
+            failed.append(ExtractorFailure(err["stage"], reason))
+        else:
+            other.append(err)
+    return failed, other
 
 
 def to_point(row: dict[str, Any], vector_names: set[str], payload_names: set[str], versions: dict[str, str]):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prism_api import point_payload as PP
 from prism_pipeline.extractors.base import NoTextQuery
 from prism_pipeline.sink import Sink, SinkWriteError, StoreBusyError, StoreMissingError
 
@@ -33,6 +34,7 @@ class Hit:
     at: float | None = None  # seconds into the file: where the words the query matched were spoken
                              # (the best-matching transcript segment), else the item's timestamp
     excerpt: str = ""        # that transcript segment's words; else the start of `text`
+    failed_extractors: tuple[str, ...] = ()  # extractors that failed on the item (partial results)
 
 
 @dataclass
@@ -53,15 +55,8 @@ def search_many(queries: list[str], collection: str, *, vector: str | None = Non
                 state_dir: str | Path = ".prism", url: str | None = None) -> list[SearchResult]:
     """search() for several queries with one store opening and one model load (most of a search's
     time is importing and loading the query model)."""
-    try:
-        sink = Sink.open_existing(collection, url=url, state_dir=state_dir)
-    except StoreMissingError as err:
-        raise SearchError(f"no embedded store under {state_dir}/qdrant; run `prism run job.yaml` first "
-                          "(or pass --state-dir)") from err
-    except StoreBusyError as err:
-        raise SearchError(str(err)) from err
     results = []
-    with sink:
+    with open_collection(collection, state_dir=state_dir, url=url) as sink:
         try:
             chosen = choose_vector(sink, collection, vector)
             extractor, warnings = query_extractor(chosen)
@@ -75,12 +70,31 @@ def search_many(queries: list[str], collection: str, *, vector: str | None = Non
     return results
 
 
-def choose_vector(sink: Sink, collection: str, vector: str | None) -> dict[str, Any]:
-    """The recorded extractor whose vectors to search: the one named, else the first of QUERY_KINDS."""
+def open_collection(collection: str, *, state_dir: str | Path = ".prism", url: str | None = None) -> Sink:
+    """A read handle on the embedded store under `state_dir` or the server at `url` (close it: it
+    holds the embedded store's lock). Raises SearchError when there is no store."""
+    try:
+        return Sink.open_existing(collection, url=url, state_dir=state_dir)
+    except StoreMissingError as err:
+        raise SearchError(f"no embedded store under {state_dir}/qdrant; run `prism run job.yaml` first "
+                          "(or pass --state-dir)") from err
+    except StoreBusyError as err:
+        raise SearchError(str(err)) from err
+
+
+def collection_meta(sink: Sink, collection: str) -> dict[str, Any]:
+    """The extractors that wrote `collection` (Sink.meta); SearchError naming the collections there
+    when it is not a Prism collection."""
     meta = sink.meta()
     if meta is None:
         names = ", ".join(sink.collections())
         raise SearchError(f"no Prism collection {collection!r} (collections here: {names or 'none'})")
+    return meta
+
+
+def choose_vector(sink: Sink, collection: str, vector: str | None) -> dict[str, Any]:
+    """The recorded extractor whose vectors to search: the one named, else the first of QUERY_KINDS."""
+    meta = collection_meta(sink, collection)
     vectors = [e for e in meta["extractors"] if e["output"] == "vector"]
     if vector:
         chosen = next((e for e in vectors if e["name"] == vector), None)
@@ -117,14 +131,19 @@ def query_extractor(recorded: dict[str, Any]) -> tuple[Any, list[str]]:
 
 
 def hit(score: float, payload: dict[str, Any], query: str = "") -> Hit:
-    key = payload.get("key", "")
+    key = payload.get(PP.KEY, "")
     text = payload.get("text") or ""
     segment = best_segment(payload, query)
     timestamp = payload.get("timestamp")
     at = segment[0] if segment else float(timestamp) if isinstance(timestamp, int | float) else None
-    return Hit(score=score, uri=payload.get("uri", ""), key=key,
-               item=key.split("#", 1)[1] if "#" in key else "-", text=text,
-               at=at, excerpt=segment[1] if segment else text)
+    return Hit(score=score, uri=payload.get(PP.URI, ""), key=key, item=item_of(key), text=text,
+               at=at, excerpt=segment[1] if segment else text,
+               failed_extractors=tuple(f.extractor for f in PP.failures_of(payload)))
+
+
+def item_of(key: str) -> str:
+    """The position part of an item key (`chunk=1`, `frame=48`), "-" for a whole file."""
+    return key.split("#", 1)[1] if "#" in key else "-"
 
 
 def spoken_at(payload: dict[str, Any], query: str) -> float | None:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from prism_api import QdrantSink
 from prism_api.conventions import BATCH_RESOURCE
+from prism_api.point_payload import failed_filter
 from prism_pipeline.extractors import Extractor, Vector
 
 from . import embedded, file_records
@@ -29,6 +30,7 @@ WRITERS_MAX = 4  # Qdrant guidance: 2-4 parallel writers per collection
 # The embedded store is in this process: a failure is no network blip, so one retry (as for upserts) is plenty.
 EMBEDDED_ATTEMPTS = 2
 READ_TIMEOUT_S = 30.0  # a read handle's request timeout (search)
+SCROLL_PAGE = 256      # points per scroll request when listing
 
 
 class Found(NamedTuple):
@@ -140,9 +142,10 @@ class Sink:
         """uri -> its file record (content_hash, run_key, items), for the uris an earlier run finished."""
         return file_records.read_records(self._client, self.collection, uris, self._attempts)
 
-    def record(self, finished: list[tuple[str, str, int]], run_key: str) -> None:
-        """Record finished files, (uri, content_hash, items), as written by the run `run_key`."""
-        file_records.write_records(self._client, self.collection, finished, run_key, self._attempts)
+    def record(self, written: Sequence[tuple], run_key: str) -> None:
+        """Record files whose points are written, (uri, content_hash, items[, failed_stage]), as
+        written by the run `run_key` (ledger.Written; a failed stage makes the record incomplete)."""
+        file_records.write_records(self._client, self.collection, written, run_key, self._attempts)
 
     def delete_stale(self, uri: str, content_hash: str) -> None:
         """Drop the points of earlier versions of a file (same uri, other content)."""
@@ -166,6 +169,26 @@ class Sink:
                                                              with_payload=True).points,
                            f"searching {self.collection!r}")
         return [Found(float(p.score), p.payload or {}) for p in found]
+
+    def failed_points(self, extractor: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Payloads of up to `limit` points an extractor failed on (`extractor`, or any), and how many
+        such points there are (prism_api.point_payload.failed_filter)."""
+        from qdrant_client import models as qm
+
+        where = qm.Filter.model_validate(failed_filter(extractor))
+        total = self._call(lambda: self._client.count(self.collection, count_filter=where, exact=True).count,
+                           f"counting the points of {self.collection!r} with failed extractors")
+        found, offset = [], None
+        while len(found) < min(limit, total):
+            size = min(SCROLL_PAGE, limit - len(found))
+            page, offset = self._call(
+                lambda o=offset, n=size: self._client.scroll(self.collection, scroll_filter=where, offset=o,
+                                                             limit=n, with_payload=True),
+                f"listing the points of {self.collection!r} with failed extractors")
+            found += [p.payload or {} for p in page]
+            if offset is None or not page:
+                break
+        return found, total
 
     def _call(self, call: Any, what: str) -> Any:
         return call_with_retries(call, what, attempts=self._attempts)

@@ -5,9 +5,11 @@ a record describing the extractors, which `prism search` reads to embed queries 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from prism_api.conventions import files_collection
+from prism_api.point_payload import KEYWORD_INDEXES
 from prism_pipeline.extractors import Extractor, Vector
 
 from .retries import ATTEMPTS, call_with_retries
@@ -34,9 +36,10 @@ def ensure_collections(client: Any, name: str, extractors: list[Extractor], serv
             n: qm.VectorParams(size=v.size, distance=qm.Distance(v.distance)) for n, v in wanted.items()
         })
         if server:
-            _index(client, name)
+            _index(client, name, missing=KEYWORD_INDEXES)
     else:
-        have = client.get_collection(name).config.params.vectors or {}
+        info = client.get_collection(name)
+        have = info.config.params.vectors or {}
         if not isinstance(have, dict):
             raise CollectionError(f"spec.sink.qdrant.collection: {name!r} exists with a single unnamed vector; "
                                   "Prism writes named vectors (one per extractor): use another collection")
@@ -50,18 +53,22 @@ def ensure_collections(client: Any, name: str, extractors: list[Extractor], serv
             raise CollectionError(
                 f"spec.sink.qdrant.collection: {name!r} exists but does not fit this job ({'; '.join(problems)}); "
                 "write to a new collection or delete this one (Qdrant cannot add or resize named vectors)")
+        if server:  # a collection written by an older Prism lacks the newer indexes
+            _index(client, name, missing=[k for k in KEYWORD_INDEXES if k not in (info.payload_schema or {})])
     files = files_collection(name)
     if not client.collection_exists(files):
         client.create_collection(files, vectors_config={})
     write_meta(client, name, extractors, attempts)
 
 
-def _index(client: Any, name: str) -> None:
-    """A keyword index on uri: the incremental cleanup deletes a changed file's old points by uri.
-    (Embedded Qdrant has no payload indexes; it scans.)"""
+def _index(client: Any, name: str, missing: Iterable[str]) -> None:
+    """Keyword indexes: on uri (the incremental cleanup deletes a changed file's old points by uri)
+    and on failed_extractors (filters for the items to reprocess). Embedded Qdrant has no payload
+    indexes; it scans."""
     from qdrant_client import models as qm
 
-    client.create_payload_index(name, "uri", field_schema=qm.PayloadSchemaType.KEYWORD)
+    for key in missing:
+        client.create_payload_index(name, key, field_schema=qm.PayloadSchemaType.KEYWORD)
 
 
 def write_meta(client: Any, name: str, extractors: list[Extractor], attempts: int = ATTEMPTS) -> None:

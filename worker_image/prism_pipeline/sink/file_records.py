@@ -4,18 +4,26 @@ When every item of a file is written, the driver records the file: {uri, content
 run_key}, with id uuid5(uri), so the next run looks the records up by id for every listed uri
 (batched retrieves, no scan). A file whose content changed gets its old points deleted once its new
 points are written (its points' ids derive from the content hash, so they differ).
+
+A file that failed although every item came through (an extractor failed on one of its items) is
+recorded too, with `failed_stage`: its hash names its points for that clean-up, but the record is
+not complete, so the next incremental run processes the file again; recording it when it next
+finishes cleanly rewrites the record without the mark.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from prism_api import point_payload as PP
 from prism_api.conventions import files_collection
 
 from .retries import ATTEMPTS, call_with_retries
 
 RETRIEVE_CHUNK = 256
+FAILED_STAGE = "failed_stage"  # on the record of a file that failed: where (an extractor's name, decode)
 
 
 def record_id(uri: str) -> str:
@@ -39,18 +47,23 @@ def read_records(client: Any, collection: str, uris: list[str],
     return found
 
 
-def write_records(client: Any, collection: str, files: list[tuple[str, str, int]], run_key: str,
+def write_records(client: Any, collection: str, files: Sequence[tuple], run_key: str,
                   attempts: int = ATTEMPTS) -> None:
-    """Record finished files: (uri, content_hash, item count)."""
+    """Record files whose points are written: (uri, content_hash, item count[, failed stage])."""
     from qdrant_client import models as qm
 
     if not files:
         return
-    points = [qm.PointStruct(id=record_id(uri), vector={},
-                             payload={"uri": uri, "content_hash": h, "items": n, "run_key": run_key})
-              for uri, h, n in files]
+    points = [qm.PointStruct(id=record_id(f[0]), vector={}, payload=_record(run_key, *f)) for f in files]
     call_with_retries(lambda: client.upsert(files_collection(collection), wait=True, points=points),
                       f"recording {len(points)} finished files", attempts=attempts)
+
+
+def _record(run_key: str, uri: str, content_hash: str, items: int, failed_stage: str = "") -> dict[str, Any]:
+    record = {"uri": uri, "content_hash": content_hash, "items": items, "run_key": run_key}
+    if failed_stage:
+        record[FAILED_STAGE] = failed_stage
+    return record
 
 
 def delete_stale(client: Any, collection: str, uri: str, content_hash: str, attempts: int = ATTEMPTS) -> None:
@@ -58,8 +71,8 @@ def delete_stale(client: Any, collection: str, uri: str, content_hash: str, atte
     from qdrant_client import models as qm
 
     selector = qm.FilterSelector(filter=qm.Filter(
-        must=[qm.FieldCondition(key="uri", match=qm.MatchValue(value=uri))],
-        must_not=[qm.FieldCondition(key="content_hash", match=qm.MatchValue(value=content_hash))],
+        must=[qm.FieldCondition(key=PP.URI, match=qm.MatchValue(value=uri))],
+        must_not=[qm.FieldCondition(key=PP.CONTENT_HASH, match=qm.MatchValue(value=content_hash))],
     ))
     call_with_retries(lambda: client.delete(collection, wait=True, points_selector=selector),
                       f"deleting old points of {uri}", attempts=attempts)
