@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (or reuse) the real control-plane binaries from their Go modules, pinned in versions.env.
+# Build (or reuse) the real control-plane binaries, and helm, from their Go modules, pinned in versions.env.
 #   scripts/cluster/build.sh            build whatever is missing, print the bin directory
 #   scripts/cluster/build.sh --check    exit 1 if anything is missing (builds nothing)
 # Each binary lands in $PRISM_CACHE/control-plane/<name>-<version>/<name>, written atomically,
@@ -33,12 +33,13 @@ have() { [ -x "$cache/$1-$2/$1" ]; }
 link() { ln -sfn "$cache/$1-$2/$1" "$bin/$1"; }
 
 # go install-able modules (no replace directives): build in a scratch GOBIN, then move.
-install_module() { # name version package@version
-  local name="$1" version="$2" pkg="$3" out="$cache/$1-$2" tmp
+install_module() { # name version package@version [extra ldflags]
+  local name="$1" version="$2" pkg="$3" out="$cache/$1-$2" tmp flags=("${build_flags[@]}")
   if have "$name" "$version"; then link "$name" "$version"; return; fi
   echo "building $name $version ($pkg)" >&2
+  if [ -n "${4:-}" ]; then flags=(-p "${PRISM_GO_BUILD_P:-2}" -ldflags "-s -w $4"); fi
   tmp="$(mktemp -d "$cache/.tmp-$name-XXXX")"
-  GOBIN="$tmp" go install "${build_flags[@]}" "$pkg"
+  GOBIN="$tmp" go install "${flags[@]}" "$pkg"
   mkdir -p "$out"
   mv "$tmp/$(basename "${pkg%@*}")" "$out/$name.new" && mv "$out/$name.new" "$out/$name"
   rm -rf "$tmp"
@@ -88,7 +89,7 @@ missing=0
 for c in "kube-apiserver $KUBERNETES_VERSION" "kube-controller-manager $KUBERNETES_VERSION" \
   "kube-scheduler $KUBERNETES_VERSION" \
   "etcd $ETCD_VERSION" "kuberay-operator $KUBERAY_VERSION" "kueue $KUEUE_VERSION" \
-  "kwok $KWOK_VERSION"; do
+  "kwok $KWOK_VERSION" "helm $HELM_VERSION"; do
   # shellcheck disable=SC2086
   have $c || { missing=1; [ "${1:-}" = --check ] && echo "missing: $c" >&2; }
 done
@@ -111,6 +112,25 @@ build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.
 install_module kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module kuberay-operator "$KUBERAY_VERSION" "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
 install_module kueue "$KUEUE_VERSION" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
+# helm renders and installs charts/prism-operator in the tests (its go.mod has no replace directives).
+# The ldflags of helm's own Makefile: without them it reports version v3.22 and renders and lints for
+# Kubernetes 1.20 (.Capabilities.KubeVersion) instead of its client-go's 1.x.
+helm_ldflags() {
+  local gomod minor
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  minor="$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod")"
+  [ -n "$minor" ] || { echo "error: no k8s.io/client-go in helm $HELM_VERSION's go.mod ($gomod)" >&2; return 1; }
+  echo "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    echo "-X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+}
+if have helm "$HELM_VERSION"; then
+  link helm "$HELM_VERSION"
+else
+  hl="$(helm_ldflags | tr '\n' ' ')"
+  install_module helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$hl"
+fi
 build_wrapped kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \
   k8s.io/kubernetes/cmd/kube-apiserver "${kr[@]}"
 build_wrapped kube-controller-manager "$KUBERNETES_VERSION" k8s.io/kubernetes "$KUBERNETES_VERSION" \
