@@ -321,6 +321,37 @@ class Retries(PrismModel):
     limit: int = Field(default=2, ge=0, le=20, description="Attempts after the first.")
 
 
+KEEP_NONE, KEEP_CLUSTER, KEEP_HEAD = "None", "Cluster", "Head"
+
+
+class OnFailure(PrismModel):
+    """What happens to the RayCluster of a job that failed (phase Failed), like KubeRay's
+    deletionStrategy.onFailure: by default it goes as any finished job's does, after
+    ttlSecondsAfterFinished. Only a RayCluster the job owns: spec.cluster.existing is never deleted
+    nor scaled by Prism."""
+
+    keep: Literal["None", "Cluster", "Head"] = Field(
+        default=KEEP_NONE,
+        description="None: ttlSecondsAfterFinished applies, as to a job that succeeded. Cluster: keep the "
+        "whole RayCluster (head, workers, dashboard) for ttlSeconds. Head: scale every worker group to zero "
+        "(replicas and minReplicas 0, like KubeRay's DeleteWorkers) when the job fails and keep the head "
+        "(dashboard, `ray job logs`) for ttlSeconds. Not allowed with spec.cluster.existing.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=0,
+        description="With keep Cluster or Head: delete the RayCluster this many seconds after the job failed, "
+        "instead of after ttlSecondsAfterFinished. Unset: keep it until the ExtractionJob is deleted.",
+    )
+
+
+class CleanupPolicy(PrismModel):
+    """What outlives a finished job, for debugging. Whatever this says, when a job ends Failed (or
+    Succeeded with failed files) its failure ledger and the tail of its driver log are saved in the
+    ConfigMap <job>-debug (see status.debug) before any RayCluster is deleted."""
+
+    on_failure: OnFailure = Field(default_factory=OnFailure, description=OnFailure.__doc__)
+
+
 class ExtractionJobSpec(PrismModel):
     """What to extract, from which files, into which collection, on what cluster."""
 
@@ -350,9 +381,11 @@ class ExtractionJobSpec(PrismModel):
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0,
-        description="Delete the RayCluster this many seconds after the job finishes; the "
-        "ExtractionJob and its status stay (mutable).",
+        description="Delete the RayCluster this many seconds after the job finishes (a failed job's unless "
+        "cleanup.onFailure keeps it); the ExtractionJob, its status and its <job>-debug ConfigMap stay "
+        "(mutable).",
     )
+    cleanup: CleanupPolicy = Field(default_factory=CleanupPolicy, description=CleanupPolicy.__doc__)
     suspend: bool = Field(default=False, description="Stop the Ray job and suspend the cluster; "
                           "false again resumes with a new attempt (mutable).")
     incremental: bool = Field(

@@ -97,6 +97,22 @@ class Usage(PrismModel):
     gpu_seconds: float = Field(default=0, ge=0, description="GPU-seconds of Ray worker time.")
 
 
+class DebugRecord(PrismModel):
+    """Where the failure ledger and the driver log's tail of a job that ended with failures were saved:
+    a ConfigMap in the job's namespace that outlives the RayCluster and goes with the ExtractionJob."""
+
+    config_map: str | None = Field(
+        default=None, max_length=253,
+        description="The ConfigMap: failures.jsonl (one JSON object per failed file: uri, stage, error) and "
+        "driver-log-tail.txt. Unset when nothing could be saved (see message).",
+    )
+    failed_files: int = Field(default=0, ge=0,
+                              description="Failed files the driver listed in its log (PRISM_FAILURE lines).")
+    saved_time: str | None = Field(default=None, description="When it was saved (RFC 3339).")
+    message: str = Field(default="", max_length=1024,
+                         description="What was cut to fit a ConfigMap, or why nothing could be saved.")
+
+
 class ExtractionJobStatus(PrismModel):
     """Observed state, written by the operator only."""
 
@@ -119,3 +135,4 @@ class ExtractionJobStatus(PrismModel):
     progress: Progress = Field(default_factory=Progress, description=Progress.__doc__)
     failures: Failures = Field(default_factory=Failures, description=Failures.__doc__)
     usage: Usage = Field(default_factory=Usage, description=Usage.__doc__)
+    debug: DebugRecord | None = Field(default=None, description=DebugRecord.__doc__)

@@ -15,7 +15,8 @@ RuleError = tuple[str, str]
 
 
 def spec_rule_errors(spec: ExtractionJobSpec) -> list[RuleError]:
-    return [*_extractor_rules(spec), *_cluster_rules(spec), *_source_rules(spec), *_preprocess_rules(spec)]
+    return [*_extractor_rules(spec), *_cluster_rules(spec), *_source_rules(spec), *_preprocess_rules(spec),
+            *_cleanup_rules(spec)]
 
 
 def _extractor_rules(spec: ExtractionJobSpec) -> Iterator[RuleError]:
@@ -69,6 +70,18 @@ def _preprocess_rules(spec: ExtractionJobSpec) -> Iterator[RuleError]:
     if doc.overlap_chars >= doc.chunk_chars:
         yield ("preprocess.document.overlapChars",
                f"must be < chunkChars (got {doc.overlap_chars} >= {doc.chunk_chars})")
+
+
+def _cleanup_rules(spec: ExtractionJobSpec) -> Iterator[RuleError]:
+    on_failure = spec.cleanup.on_failure
+    if on_failure.keep == "None" and on_failure.ttl_seconds is not None:
+        yield ("cleanup.onFailure.ttlSeconds",
+               f"applies only with keep Cluster or Head (got ttlSeconds {on_failure.ttl_seconds} with keep None, "
+               "where ttlSecondsAfterFinished applies); set keep or remove ttlSeconds")
+    if on_failure.keep != "None" and spec.cluster.existing:
+        yield ("cleanup.onFailure.keep",
+               f"applies only to a RayCluster the job owns (got keep {on_failure.keep} with cluster.existing "
+               f"{spec.cluster.existing!r}, which Prism never deletes nor scales); remove cleanup.onFailure")
 
 
 def cluster_rule_errors(spec: ExtractionJobSpec) -> list[RuleError]:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 RAY_GROUP, RAY_VERSION = "ray.io", "v1"
 RAYCLUSTERS, RAYJOBS = "rayclusters", "rayjobs"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class KubeApiError(RuntimeError):
@@ -118,6 +119,45 @@ class KubeApi:
         except ApiException:
             pass  # gone: nothing to suspend
 
+    async def scale_workers_to_zero(self, namespace: str, name: str, groups: tuple[str, ...]) -> None:
+        """replicas and minReplicas 0 on each worker group. A JSON patch that first tests each group's
+        name at its index: a RayCluster changed since it was read is refused (422) and read again."""
+        ops: list[dict] = []
+        for i, group in enumerate(groups):
+            path = f"/spec/workerGroupSpecs/{i}"
+            ops += [{"op": "test", "path": f"{path}/groupName", "value": group},
+                    {"op": "add", "path": f"{path}/replicas", "value": 0},
+                    {"op": "add", "path": f"{path}/minReplicas", "value": 0}]
+        if not ops:
+            return
+        try:
+            await self._call("patch rayclusters", self._custom.patch_namespaced_custom_object,
+                             RAY_GROUP, RAY_VERSION, namespace, RAYCLUSTERS, name, ops, _content_type=JSON_PATCH)
+        except ApiException:
+            pass  # gone: nothing to scale
+
+    async def get_config_map(self, namespace: str, name: str) -> dict | None:
+        try:
+            response = await self._call("get configmaps", self._core.read_namespaced_config_map, name, namespace,
+                                        _preload_content=False)
+        except ApiException:  # 404
+            return None
+        return json.loads(response.data)
+
+    async def create_config_map(self, obj: dict) -> bool:
+        """False if one of that name exists already."""
+        namespace = obj["metadata"]["namespace"]
+        try:
+            await self._call("create configmaps", self._core.create_namespaced_config_map, namespace, obj)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            if _namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            raise KubeApiError(f"create configmaps {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
+                               f"{_short(exc.body)}") from None
+        return True
+
     async def _delete(self, plural: str, namespace: str, name: str) -> bool:
         try:
             await self._call(f"delete {plural}", self._custom.delete_namespaced_custom_object,
@@ -131,6 +171,35 @@ class KubeApi:
 
     async def delete_ray_cluster(self, namespace: str, name: str) -> bool:
         return await self._delete(RAYCLUSTERS, namespace, name)
+
+    async def create_extraction_job(self, obj: dict) -> bool:
+        """Create an ExtractionJob (a scheduled run); False if it already exists (run names are
+        deterministic: an existing one was created for the same scheduled time)."""
+        from prism_api import GROUP, PLURAL, VERSION
+
+        namespace = obj["metadata"]["namespace"]
+        try:
+            await self._call(f"create {PLURAL}", self._custom.create_namespaced_custom_object,
+                             GROUP, VERSION, namespace, PLURAL, obj)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            if _namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            raise KubeApiError(f"create {PLURAL} {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
+                               f"{_short(exc.body)}") from None
+        return True
+
+    async def delete_extraction_job(self, namespace: str, name: str) -> bool:
+        """Delete a run (its finalizer stops its Ray job; its RayCluster goes with it)."""
+        from prism_api import GROUP, PLURAL, VERSION
+
+        try:
+            await self._call(f"delete {PLURAL}", self._custom.delete_namespaced_custom_object,
+                             GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background")
+        except ApiException:
+            return False  # already gone
+        return True
 
     async def list_cluster_pods(self, namespace: str, cluster: str) -> list[dict]:
         """Pods of a RayCluster (KubeRay labels them ray.io/cluster)."""

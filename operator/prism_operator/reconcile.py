@@ -23,19 +23,24 @@ from prism_api.progress_report import ProgressReport, ReportIdentity
 
 from . import operator_metrics as metrics
 from .builders import build_ray_cluster, build_ray_job
+from .builders.debug_configmap import DriverLogDigest, build_debug_config_map, debug_config_map_name
 from .builders.raycluster import cluster_name_for
 from .builders.rayjob import entrypoint_error, rayjob_name_for, submission_id
-from .dashboard_client import RayJobState, dashboard_url, get_job_state, stop_job
+from .dashboard_client import RayJobState, dashboard_url, get_job_state, read_job_logs, stop_job
 from .k8s_api import KubeApi, KubeApiError, NamespaceTerminating
 from .progress_scraper import fetch_progress, progress_url
 from .settings import OperatorConfig
+from .status.clock import rfc3339
 from .status.derive import cluster_state, derive
 from .status.model import (
     CreateCluster,
     CreateRayJob,
+    DebugSaveFailure,
     Decision,
     DeleteCluster,
     Observed,
+    SaveDebug,
+    ScaleWorkersToZero,
     StopRayJob,
     StopViaDashboard,
     SuspendCluster,
@@ -45,6 +50,8 @@ from .status.pods import pod_problems
 
 log = logging.getLogger(__name__)
 MANIFEST_KEYS = ("apiVersion", "kind", "metadata", "spec")
+# A driver log can be tens of MiB: its one read gets this many dashboard timeouts (30 s by default).
+LOG_READ_TIMEOUTS = 6
 
 
 def old_status(body: Any) -> ExtractionJobStatus:
@@ -96,6 +103,8 @@ class JobMemory:
     # The submission being stopped through the dashboard, and since when (bounds the wait).
     fencing: str = ""
     fencing_since: datetime | None = None
+    # Why the last try to save the job's debug ConfigMap saved nothing (bounds and words the give-up).
+    debug_save_failure: DebugSaveFailure | None = None
 
     def remember_progress(self, attempt: int, report: ProgressReport | None) -> ProgressReport | None:
         if attempt != self.progress_attempt:
@@ -154,6 +163,7 @@ class Reconciler:
             rayjob=rayjob, rayjob_name=rayjob_name, pod_problems=tuple(problems),
             progress=memory.remember_progress(old.attempt, progress),
             submission_id=submission, fence_since=memory.fence_since(submission),
+            debug_save_failure=memory.debug_save_failure,
         )
 
     async def _read_progress(self, namespace: str, service: str, phase: Phase,
@@ -176,10 +186,37 @@ class Reconciler:
             log.info("Ray job %s: dashboard not readable: %s", observed.submission_id, state.error)
         return state
 
-    async def act(self, decision: Decision, observed: Observed, namespace: str) -> list[str] | None:
+    async def _save_debug(self, observed: Observed, namespace: str, submission: str, memory: JobMemory) -> None:
+        """Read the driver log (one bounded request) and create the `<job>-debug` ConfigMap from it.
+        What went wrong is remembered for the next derive, which tries again or gives up."""
+        base = self._dashboard(namespace, observed.cluster, observed.cluster_name)
+        digest = DriverLogDigest()
+        read = await read_job_logs(self.session, base, submission, self.config.dashboard_timeout * LOG_READ_TIMEOUTS,
+                                   digest.feed)
+        if read.error:
+            memory.debug_save_failure = DebugSaveFailure(read.error, final=not read.found)
+            log.info("driver log of Ray job %s not read: %s", submission, read.error)
+            return
+        config_map = build_debug_config_map(observed.job, digest.finish(), ray_job=submission,
+                                            saved_time=rfc3339(observed.now), read_cut=read.cut)
+        name = config_map["metadata"]["name"]
+        try:
+            created = await self.api.create_config_map(config_map)
+        except KubeApiError as exc:
+            memory.debug_save_failure = DebugSaveFailure(str(exc))
+            raise
+        if created:
+            memory.debug_save_failure = None
+            log.info("saved %d failed files and the driver log's tail in ConfigMap %s", digest.failures_listed, name)
+        else:  # ours from an earlier try (the next derive sees it), or a deleted namesake's awaiting GC
+            memory.debug_save_failure = DebugSaveFailure(f"ConfigMap {name} exists and is not this job's")
+
+    async def act(self, decision: Decision, observed: Observed, namespace: str,
+                  memory: JobMemory | None = None) -> list[str] | None:
         """Carry out the decided actions; returns the errors (the next reconcile retries them), or
         None when the namespace is being deleted (nothing more can be created or posted there)."""
         job = observed.job
+        memory = memory if memory is not None else JobMemory()
         errors: list[str] = []
         for action in decision.actions:
             try:
@@ -206,6 +243,11 @@ class Reconciler:
                     case DeleteCluster(name=name):
                         if await self.api.delete_ray_cluster(namespace, name):
                             log.info("deleted RayCluster %s", name)
+                    case ScaleWorkersToZero(name=name, groups=groups):
+                        await self.api.scale_workers_to_zero(namespace, name, groups)
+                        log.info("scaled the workers of RayCluster %s to zero (kept for debugging)", name)
+                    case SaveDebug(submission_id=submission):
+                        await self._save_debug(observed, namespace, submission, memory)
             except NamespaceTerminating:
                 log.info("namespace %s is being deleted: not acting on it", namespace)
                 return None
@@ -234,13 +276,26 @@ class Reconciler:
             # The decision hangs on whether the attempt's Ray job still runs: ask the dashboard.
             observed = dataclasses.replace(observed, ray_job_state=await self._read_ray_job(observed, namespace))
             decision = derive(observed)
+        unread: list[str] = []
+        if decision.wants_debug_config_map:
+            # A finished job's debug record is due: is its ConfigMap there already? Not knowing counts as
+            # a failed try to save it, which the record's own deadline bounds (the TTL never waits for ever).
+            try:
+                saved = await self.api.get_config_map(namespace, debug_config_map_name(observed.job))
+            except KubeApiError as exc:
+                saved, unread = None, [f"reading the debug ConfigMap: {exc}"]
+                memory.debug_save_failure = DebugSaveFailure(unread[0])
+            observed = dataclasses.replace(observed, debug_read=True, debug_config_map=saved,
+                                           debug_save_failure=memory.debug_save_failure)
+            decision = derive(observed)
         memory.remember_fencing(decision.fencing, now)
-        errors = await self.act(decision, observed, namespace)
+        errors = await self.act(decision, observed, namespace, memory)
         if errors is None:  # the namespace is going away, and the job with it: Events would be refused
             errors = []
         else:
             for event in decision.events:
                 self.api.post_event(body, event.type, event.reason, event.message)
+        errors = unread + errors
         write_status(patch, body, decision.status)
         memory.last_status = decision.status
         if errors:

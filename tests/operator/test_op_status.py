@@ -9,17 +9,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from prism_api import Condition, ExtractionJobStatus, Phase, Progress, parse_job
+from prism_api import Condition, ExtractionJobStatus, Failures, Phase, Progress, parse_job
+from prism_api.job_status import DebugRecord
 from prism_api.outcome import Outcome, OutcomeReport
 from prism_api.progress_report import MAX_FAILURE_SAMPLES, Counts, FailedFile, ProgressReport, ReportIdentity
 from prism_operator.builders.raycluster import owned_cluster_name
 from prism_operator.dashboard_client import RayJobState
+from prism_operator.status.cleanup import DEBUG_SAVE_TIMEOUT_SECONDS, cleanup_pending
 from prism_operator.status.derive import FENCE_TIMEOUT_SECONDS, derive
 from prism_operator.status.model import (
     CreateCluster,
     CreateRayJob,
+    DebugSaveFailure,
     DeleteCluster,
     Observed,
+    SaveDebug,
+    ScaleWorkersToZero,
     StopRayJob,
     StopViaDashboard,
     SuspendCluster,
@@ -448,3 +453,154 @@ def test_pod_problems_picks_stuck_pods_only():
             {"state": {"waiting": {"reason": "ContainerCreating"}}}]}},
     ]
     assert pod_problems(pods) == ["pod h: ErrImagePull: not found", "pod w: Unschedulable: no GPU"]
+
+
+# --- after a failure: the debug record, then the RayCluster kept (cleanup.onFailure) ---------------
+
+WORKERS = {"workerGroupSpecs": [{"groupName": "cpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 4},
+                                {"groupName": "gpu", "replicas": 1, "minReplicas": 0, "maxReplicas": 2}]}
+KEPT_READY = {"spec": WORKERS, "status": {"state": "ready"}}
+SCALED = {"spec": {"workerGroupSpecs": [{**g, "replicas": 0, "minReplicas": 0} for g in WORKERS["workerGroupSpecs"]]},
+          "status": {"state": "ready"}}
+DEBUG_CM = {"metadata": {"name": "campaign-debug", "ownerReferences": [{"uid": "u1"}],
+                         "annotations": {"prism.dev/failed-files": "2", "prism.dev/saved-time": T0,
+                                         "prism.dev/cut": ""}}}
+SAVED = {"debug_read": True, "debug_config_map": DEBUG_CM}
+
+
+def failed(completed: datetime = NOW - timedelta(seconds=60), **kw) -> ExtractionJobStatus:
+    return status(Phase.FAILED, completion_time=completed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  reason="TooManyFailedFiles", **kw)
+
+
+def settle(obs: Observed):
+    """derive as the reconciler runs it when the ConfigMap read is asked for (here: as `obs` says)."""
+    decision = derive(dataclasses.replace(obs, debug_read=False, debug_config_map=None))
+    assert decision.wants_debug_config_map == (obs.old.debug is None)
+    return derive(obs) if decision.wants_debug_config_map else decision
+
+
+def kinds(decision) -> list[type]:
+    return [type(a) for a in decision.actions]
+
+
+def test_a_failed_job_first_saves_its_debug_record_and_the_ttl_waits_for_it():
+    spec = {"ttlSecondsAfterFinished": 0}
+    first = derive(observe(failed(), spec))
+    assert first.wants_debug_config_map and first.actions == ()  # not without knowing whether it is saved
+    missing = derive(observe(failed(), spec, debug_read=True))
+    assert missing.actions == (SaveDebug(f"{CLUSTER}-a1", "campaign-debug"),)  # no DeleteCluster yet
+    assert missing.status.debug is None and missing.events == ()
+    saved = derive(observe(failed(), spec, **SAVED))
+    assert saved.status.debug.config_map == "campaign-debug" and saved.status.debug.failed_files == 2
+    assert saved.actions == (DeleteCluster(CLUSTER),)
+    assert [e.reason for e in saved.events] == ["DebugSaved", "ClusterDeleted"]
+    assert "kubectl get configmap campaign-debug" in saved.events[0].message
+    # Recorded: never asked again.
+    after = derive(observe(saved.status, spec, cluster=None))
+    assert not after.wants_debug_config_map and after.status.debug == saved.status.debug
+
+
+def test_saving_is_bounded_it_never_holds_the_ttl_for_ever():
+    spec = {"ttlSecondsAfterFinished": 0}
+    down = DebugSaveFailure("http://c-head-svc.media.svc:8265/api/jobs/x/logs: ClientConnectorError")
+    young = derive(observe(failed(), spec, debug_read=True, debug_save_failure=down))
+    assert kinds(young) == [SaveDebug]  # tried again next reconcile
+    old = failed(NOW - timedelta(seconds=DEBUG_SAVE_TIMEOUT_SECONDS))
+    late = derive(observe(old, spec, debug_read=True, debug_save_failure=down))
+    assert late.actions == (DeleteCluster(CLUSTER),)
+    assert late.status.debug.config_map is None and "ClientConnectorError" in late.status.debug.message
+    assert ("Warning", "DebugNotSaved") in [(e.type, e.reason) for e in late.events]
+    # Ray has no such job (a new head): no point in trying again.
+    gone = DebugSaveFailure("Ray has no job x (HTTP 404)", final=True)
+    d = derive(observe(failed(), spec, debug_read=True, debug_save_failure=gone))
+    assert d.actions == (DeleteCluster(CLUSTER),) and "HTTP 404" in d.status.debug.message
+    # No cluster left to read from: given up at once.
+    d = derive(observe(failed(), spec, cluster=None, debug_read=True))
+    assert d.status.debug.message.startswith("nothing saved: RayCluster") and d.actions == ()
+
+
+def test_a_succeeded_job_with_failed_files_saves_its_record_one_without_does_not():
+    done = status(Phase.SUCCEEDED, completion_time=T0, reason="Succeeded")
+    assert not derive(observe(done, {"ttlSecondsAfterFinished": 0})).wants_debug_config_map
+    lossy = status(Phase.SUCCEEDED, completion_time=T0, reason="Succeeded", failures=Failures(count=1))
+    assert kinds(settle(observe(lossy, {"ttlSecondsAfterFinished": 0}, debug_read=True))) == [SaveDebug]
+
+
+def test_keep_head_scales_the_workers_to_zero_and_outlives_ttl_seconds_after_finished():
+    spec = {"ttlSecondsAfterFinished": 0, "cleanup": {"onFailure": {"keep": "Head", "ttlSeconds": 3600}}}
+    d = settle(observe(failed(), spec, cluster=KEPT_READY, **SAVED))
+    assert d.actions == (ScaleWorkersToZero(CLUSTER, ("cpu", "gpu")),)  # not deleted: TTL 0 is long past
+    ready = cond(d.status, "ClusterReady")
+    assert ready.reason == "KeptForDebugging" and "until 2026-11-22T12:59:00Z" in ready.message
+    assert [e.reason for e in d.events] == ["DebugSaved", "KeptForDebugging"]
+    # Scaled: nothing more to do, no second Event, until ttlSeconds after the failure.
+    again = settle(observe(d.status, spec, cluster=SCALED))
+    assert again.actions == () and again.events == ()
+    assert cond(again.status, "ClusterReady").reason == "KeptForDebugging"
+    due = settle(observe(d.status, spec, cluster=SCALED, now=NOW + timedelta(seconds=3540)))
+    assert due.actions == (DeleteCluster(CLUSTER),)
+    assert cond(due.status, "ClusterReady").reason == "ClusterDeleted"
+    assert "cleanup.onFailure.ttlSeconds" in cond(due.status, "ClusterReady").message
+
+
+def test_keep_cluster_keeps_it_whole_and_the_deletion_waits_for_the_debug_record():
+    spec = {"ttlSecondsAfterFinished": 0, "cleanup": {"onFailure": {"keep": "Cluster", "ttlSeconds": 30}}}
+    unsaved = derive(observe(failed(), spec, cluster=KEPT_READY, debug_read=True))
+    assert unsaved.actions == (SaveDebug(f"{CLUSTER}-a1", "campaign-debug"),)  # ttlSeconds due, record not
+    assert cond(unsaved.status, "ClusterReady").reason == "KeptForDebugging"
+    saved = derive(observe(failed(), spec, cluster=KEPT_READY, **SAVED))
+    assert saved.actions == (DeleteCluster(CLUSTER),)
+
+
+def test_kept_with_no_end_settles_and_a_succeeded_job_is_not_kept():
+    spec = {"ttlSecondsAfterFinished": 0, "cleanup": {"onFailure": {"keep": "Cluster"}}}
+    d = settle(observe(failed(), spec, cluster=KEPT_READY, **SAVED))
+    assert d.actions == () and cond(d.status, "ClusterReady").reason == "KeptUntilJobDeleted"
+    assert "until the ExtractionJob is deleted" in cond(d.status, "ClusterReady").message
+    done = status(Phase.SUCCEEDED, completion_time=T0, reason="Succeeded")
+    assert derive(observe(done, spec, cluster=KEPT_READY)).actions == (DeleteCluster(CLUSTER),)
+
+
+def test_keep_none_is_todays_ttl_after_the_debug_record():
+    spec = {"ttlSecondsAfterFinished": 30, "cleanup": {"onFailure": {"keep": "None"}}}
+    d = settle(observe(failed(), spec, cluster=KEPT_READY, **SAVED))
+    assert d.actions == (DeleteCluster(CLUSTER),)
+    assert cond(d.status, "ClusterReady").reason == "ClusterDeleted"
+    assert "ttlSecondsAfterFinished" in cond(d.status, "ClusterReady").message
+    not_yet = settle(observe(failed(), {**spec, "ttlSecondsAfterFinished": 120}, cluster=KEPT_READY, **SAVED))
+    assert not_yet.actions == ()
+
+
+def test_an_existing_cluster_is_never_scaled_nor_deleted():
+    spec = {"cluster": {"existing": "shared"}, "ttlSecondsAfterFinished": 0}
+    with pytest.raises(Exception, match="cleanup.onFailure.keep"):
+        job(**{**spec, "cleanup": {"onFailure": {"keep": "Head"}}})
+    unsaved = derive(observe(failed(), spec, cluster=KEPT_READY, rj=rayjob("FAILED", "Complete"), debug_read=True))
+    assert unsaved.actions == (SaveDebug(f"{CLUSTER}-a1", "campaign-debug"),)  # the log is saved all the same
+    d = derive(observe(failed(), spec, cluster=KEPT_READY, rj=rayjob("FAILED", "Complete"), **SAVED))
+    assert d.actions == (StopRayJob(f"{CLUSTER}-a1"),)  # only the RayJob, as today
+    assert cond(d.status, "ClusterReady").reason == "RayJobDeleted"
+
+
+def test_a_config_map_of_a_deleted_namesake_is_not_this_jobs_record():
+    stale = {**DEBUG_CM, "metadata": {**DEBUG_CM["metadata"], "ownerReferences": [{"uid": "an-older-job"}]}}
+    d = derive(observe(failed(), {}, debug_read=True, debug_config_map=stale))
+    assert kinds(d) == [SaveDebug] and d.status.debug is None
+
+
+def test_the_timer_runs_while_a_finished_job_has_cleanup_due():
+    saved = DebugRecord(config_map="campaign-debug", failed_files=2)
+    no_ttl: dict = {}
+    assert cleanup_pending(no_ttl, failed())  # the debug record is due, TTL or not
+    assert not cleanup_pending(no_ttl, failed(debug=saved))
+    assert not cleanup_pending(no_ttl, status(Phase.SUCCEEDED, completion_time=T0))
+    assert cleanup_pending(no_ttl, status(Phase.SUCCEEDED, completion_time=T0, failures=Failures(count=1)))
+    keep = {"cleanup": {"onFailure": {"keep": "Head", "ttlSeconds": 60}}}
+    assert cleanup_pending(keep, failed(debug=saved))  # kept on a clock without ttlSecondsAfterFinished
+    kept_for_good = failed(debug=saved, conditions=[Condition(type="ClusterReady", status="True",
+                                                              reason="KeptUntilJobDeleted")])
+    assert not cleanup_pending(keep, kept_for_good)
+    assert cleanup_pending({"ttlSecondsAfterFinished": 10}, status(Phase.SUCCEEDED, completion_time=T0))
+    refused = status(Phase.FAILED, attempt=0, reason="InvalidSpec")
+    assert not cleanup_pending({"ttlSecondsAfterFinished": 10}, refused)

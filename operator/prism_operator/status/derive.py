@@ -2,13 +2,15 @@
 
 Input: what the operator observed (the job, its old status, the RayCluster, the current attempt's
 RayJob, stuck pods, the last progress reading, the dashboard's word on the attempt's Ray job, the
-time). Output: the full new status plus the actions (create, stop, suspend, delete) and the Events
-to post. Phases (see prism_api.job_status):
+time; for a finished job, its debug ConfigMap). Output: the full new status plus the actions (create,
+stop, suspend, delete; save the debug record, scale workers to zero) and the Events to post. Phases
+(see prism_api.job_status):
 
     Pending -> Provisioning -> Running -> Succeeded | Failed ; any live phase <-> Suspended
 
 A failed attempt with retries left starts the next RayJob on the same cluster (condition Retrying);
-terminal phases are sticky, and only ttlSecondsAfterFinished acts on a finished job.
+terminal phases are sticky, and on a finished job only its cleanup acts (status/cleanup.py: the debug
+record of a job that ended with failures, then spec.cleanup.onFailure or ttlSecondsAfterFinished).
 Deadlines follow Kubernetes Jobs: the clock starts at startTime, which a resume resets.
 
 Fencing: KubeRay can mark a RayJob Failed while its Ray job still runs and, with clusterSelector,
@@ -28,10 +30,12 @@ from dataclasses import dataclass, field
 
 from prism_api import ExtractionJobStatus, Phase
 from prism_api.child_names import MAX_ATTEMPT
+from prism_api.job_status import DebugRecord
 from prism_api.outcome import Outcome, OutcomeReport
 
 from ..builders.labels import kueue_queue as job_kueue_queue
 from ..builders.rayjob import rayjob_name_for
+from .cleanup import CLEANED_UP, after_finish  # noqa: F401 (handlers.needs_timer reads CLEANED_UP here)
 from .clock import rfc3339, seconds_since
 from .conditions import Cond, find, merge_conditions, phase_conditions
 from .model import (
@@ -50,10 +54,6 @@ from .progress_fields import failures_from, progress_from, usage_from
 
 FINISHED_JOB_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 FAILED_DEPLOYMENTS = frozenset({"Failed", "ValidationFailed"})
-CLUSTER_DELETED = "ClusterDeleted"
-RAYJOB_DELETED = "RayJobDeleted"
-# ClusterReady reasons that say the TTL cleanup is done (the timer can stop).
-CLEANED_UP = frozenset({CLUSTER_DELETED, RAYJOB_DELETED})
 # Reasons: a live job waiting for its attempt's Ray job to stop; a suspended job whose RayCluster is
 # as it should be (suspended, or deleted under Kueue), and one whose RayCluster is not yet.
 STOPPING_ATTEMPT = "StoppingAttempt"
@@ -88,6 +88,8 @@ class _Draft:
     fenced: bool | None = None            # whether the current attempt's Ray job is known stopped
     wants_ray_job_state: bool = False
     fencing: str = ""
+    debug: DebugRecord | None = None
+    wants_debug_config_map: bool = False
 
 
 def cluster_state(cluster: dict | None) -> str:
@@ -145,29 +147,17 @@ def _carry(old: ExtractionJobStatus) -> _Draft:
 
 
 def _finished(obs: Observed) -> _Draft:
-    """Terminal: keep the outcome; stop a RayJob still running; apply ttlSecondsAfterFinished."""
+    """Terminal: keep the outcome; stop a RayJob still running; then the cleanup (status/cleanup.py):
+    the debug record, then the RayCluster kept (cleanup.onFailure) or deleted (ttlSecondsAfterFinished)."""
     draft = _carry(obs.old)
     if _may_run(obs.rayjob):
         draft.actions.append(StopRayJob(obs.rayjob_name))
-    ttl = obs.job.spec.ttl_seconds_after_finished
-    age = seconds_since(obs.old.completion_time, obs.now)
-    if ttl is None or age is None or age < ttl:
-        return draft
-    if obs.owns_cluster:
-        if obs.cluster is not None:
-            draft.actions.append(DeleteCluster(obs.cluster_name))
-            draft.events.append(Event("Normal", CLUSTER_DELETED,
-                                      f"RayCluster {obs.cluster_name} deleted ttlSecondsAfterFinished={ttl} "
-                                      "after the job finished"))
-        draft.cluster_ready = Cond("False", CLUSTER_DELETED,
-                                   f"deleted {ttl}s after the job finished (ttlSecondsAfterFinished)")
-    else:
-        if obs.rayjob is not None and StopRayJob(obs.rayjob_name) not in draft.actions:
-            draft.actions.append(StopRayJob(obs.rayjob_name))
-        # Not ours to delete: say only that it is no longer watched.
-        draft.cluster_ready = Cond("Unknown", RAYJOB_DELETED,
-                                   f"RayJob deleted {ttl}s after the job finished (ttlSecondsAfterFinished); "
-                                   f"the shared RayCluster {obs.cluster_name} stays")
+    after = after_finish(obs)
+    draft.actions += [a for a in after.actions if a not in draft.actions]
+    draft.events += after.events
+    draft.cluster_ready = after.cluster_ready
+    draft.debug = after.debug
+    draft.wants_debug_config_map = after.wants_debug_config_map
     return draft
 
 
@@ -486,6 +476,7 @@ def _finish(obs: Observed, draft: _Draft) -> Decision:
         progress=progress_from(old.progress, obs.progress, spec_names, obs.now),
         failures=failures_from(old.failures, obs.progress, _printed(obs)),
         usage=usage_from(old.usage, obs.progress),
+        debug=draft.debug or old.debug,
     )
     events = list(draft.events)
     if draft.phase != old.phase:
@@ -496,7 +487,7 @@ def _finish(obs: Observed, draft: _Draft) -> Decision:
             and (old_cluster is None or old_cluster.message != draft.cluster_ready.message)):
         events.append(Event("Warning", "PodProblem", draft.cluster_ready.message))
     return Decision(status, tuple(draft.actions), tuple(events), wants_ray_job_state=draft.wants_ray_job_state,
-                    fencing=draft.fencing)
+                    fencing=draft.fencing, wants_debug_config_map=draft.wants_debug_config_map)
 
 
 def _rayjob_name(obs: Observed, draft: _Draft) -> str | None:

@@ -46,7 +46,31 @@ class DeleteCluster:
     name: str
 
 
-Action = CreateCluster | CreateRayJob | StopRayJob | StopViaDashboard | SuspendCluster | DeleteCluster
+@dataclass(frozen=True)
+class SaveDebug:
+    """Read the submission's driver log through the dashboard and save its failure ledger and tail in
+    the ConfigMap `config_map` (builders.debug_configmap)."""
+    submission_id: str
+    config_map: str
+
+
+@dataclass(frozen=True)
+class ScaleWorkersToZero:
+    """Set replicas and minReplicas of each worker group (named, in order) of the RayCluster to 0: the
+    head stays. (A worker group's `suspend`, KubeRay's own DeleteWorkers, is refused with autoscaling.)"""
+    name: str
+    groups: tuple[str, ...]
+
+
+Action = (CreateCluster | CreateRayJob | StopRayJob | StopViaDashboard | SuspendCluster | DeleteCluster | SaveDebug
+          | ScaleWorkersToZero)
+
+
+@dataclass(frozen=True)
+class DebugSaveFailure:
+    """Why this process's last try to save a job's debug ConfigMap saved nothing."""
+    error: str
+    final: bool = False  # trying again cannot help (Ray has no such job)
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,9 @@ class Observed:
     submission_id: str = ""                   # the Ray submission of old.attempt
     ray_job_state: RayJobState | None = None  # the dashboard's word on it; None: not read
     fence_since: datetime | None = None       # when stopping submission_id began (this process)
+    debug_read: bool = False                  # whether debug_config_map was read
+    debug_config_map: dict | None = None      # the job's <job>-debug ConfigMap, if it exists
+    debug_save_failure: DebugSaveFailure | None = None  # the last try to save it (this process)
 
 
 @dataclass(frozen=True)
@@ -86,3 +113,5 @@ class Decision:
     # The submission this decision waits on to stop ("" when none): the reconciler remembers since
     # when, which bounds the wait (Observed.fence_since).
     fencing: str = ""
+    # Derive again with Observed.debug_config_map read: a finished job's failure record is due.
+    wants_debug_config_map: bool = False
