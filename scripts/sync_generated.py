@@ -1,7 +1,7 @@
 """Regenerate what is generated from the job contract, and copy what the kustomize base and the Helm
 chart need (neither loads anything outside its own folder):
 
-- crds/extractionjob.yaml, from prism_api, and the README's API table;
+- crds/<kind>.yaml for each of prism_cli.cmd_crd.KINDS, from prism_api, and the README's API table;
 - every crds/*.yaml into manifests/crd/ and charts/prism-operator/crds/;
 - manifests/rbac/clusterrole.yaml into charts/prism-operator/files/ (the chart's ClusterRole rules);
 - manifests/monitoring/grafana-dashboard.json into charts/prism-operator/dashboards/prism.json;
@@ -19,7 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from prism_api.reference import BEGIN, END, markdown_reference
-from prism_cli.cmd_crd import render
+from prism_cli.cmd_crd import KINDS, render
 from prism_operator.settings import ENV_PREFIX, OperatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,10 @@ def copy(source: Path, target: Path, written: list[str]) -> None:
 
 
 def main() -> None:
-    written = ["crds/extractionjob.yaml", "README.md's API reference"]
-    (CRDS / "extractionjob.yaml").write_text(render())
+    written = ["README.md's API reference"]
+    for kind in KINDS:
+        (CRDS / f"{kind.lower()}.yaml").write_text(render(kind))
+        written.append(f"crds/{kind.lower()}.yaml")
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)

@@ -44,6 +44,21 @@ def test_validate_mixed_files_reports_each(tmp_path):
     assert f"{multi}[0]: ExtractionJob docs-minimal is valid" in result.stdout
 
 
+def test_validate_checks_a_schedule_and_its_template(tmp_path):
+    bad = tmp_path / "cron.yaml"
+    text = (ROOT / "examples/scheduled.yaml").read_text()
+    bad.write_text(text.replace('schedule: "30 2 * * *"', 'schedule: "30 2 * *"').replace("uri: s3://", "uri: file:///"))
+    result = prism("validate", str(bad), str(ROOT / "examples/scheduled.yaml"))
+    assert result.returncode == 1
+    assert f"{bad}: spec.schedule: must have five fields" in result.stderr
+    assert "ExtractionCronJob nightly-docs is valid" in result.stdout
+
+
+def test_crd_command_prints_either_kind():
+    result = prism("crd", "--kind", "ExtractionCronJob")
+    assert result.returncode == 0 and result.stdout == (ROOT / "crds/extractioncronjob.yaml").read_text()
+
+
 def test_validate_not_yaml(tmp_path):
     junk = tmp_path / "junk.yaml"
     junk.write_text("spec: [unclosed\n")

@@ -20,13 +20,20 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 from .child_names import MAX_JOB_NAME_LENGTH
+from .cron_job import (
+    CRON_KIND,
+    CRON_PLURAL,
+    MAX_CRON_NAME_LENGTH,
+    ExtractionCronJobSpec,
+    ExtractionCronJobStatus,
+)
 from .fields import DNS1035_LABEL
 from .job import GROUP, KIND, PLURAL, VERSION
 from .job_spec import ExtractionJobSpec
 from .job_status import ExtractionJobStatus
 
 # The fields a user may change on a live job; everything else in spec is fixed at creation.
-MUTABLE_SPEC_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+MUTABLE_SPEC_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "cleanup")
 
 _DROP_KEYS = {"title", "additionalProperties"}
 
@@ -218,7 +225,9 @@ def _immutability_rules(spec_schema: dict[str, Any]) -> list[dict[str, str]]:
     return rules
 
 
-def _add_cross_field_rules(spec: dict[str, Any]) -> None:
+def _add_cross_field_rules(spec: dict[str, Any], immutable: bool = True) -> None:
+    """The cheap cross-field CEL rules of an ExtractionJob spec; with `immutable`, also the rules
+    that fix every field but MUTABLE_SPEC_FIELDS (not for a template, which may change)."""
     props = spec["properties"]
     conc = props["extractors"]["items"]["properties"]["concurrency"]
     conc["x-kubernetes-validations"] = [{
@@ -240,7 +249,8 @@ def _add_cross_field_rules(spec: dict[str, Any]) -> None:
         "rule": "!has(self.endpoint) || self.uri.startsWith('s3://')",
         "message": "endpoint applies only to s3:// sources",
     }]
-    spec.setdefault("x-kubernetes-validations", []).extend(_immutability_rules(spec))
+    if immutable:
+        spec.setdefault("x-kubernetes-validations", []).extend(_immutability_rules(spec))
 
 
 def _printer_columns() -> list[dict[str, Any]]:
@@ -262,25 +272,22 @@ def _printer_columns() -> list[dict[str, Any]]:
     ]
 
 
-def build_crd() -> dict[str, Any]:
-    spec = _schema_of(ExtractionJobSpec)
-    _add_cross_field_rules(spec)
-    status = _strip_defaults(_schema_of(ExtractionJobStatus))
+def _crd(kind: str, plural: str, short_names: list[str], description: str, spec: dict[str, Any],
+         status: dict[str, Any], max_name_length: int, columns: list[dict[str, Any]]) -> dict[str, Any]:
     status.pop("required", None)
     root = {
         "type": "object",
-        "description": "An ExtractionJob reads files, runs every extractor over each decoded item once on "
-                       "a KubeRay cluster, and writes the results to a Qdrant collection.",
+        "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "prism.dev/v1alpha1"},
-            "kind": {"type": "string", "description": "ExtractionJob"},
+            "apiVersion": {"type": "string", "description": f"{GROUP}/{VERSION}"},
+            "kind": {"type": "string", "description": kind},
             # The API server allows only name/generateName constraints here, with nothing else on
             # `metadata` itself; unlike a root CEL rule, it reports errors at metadata.name.
             "metadata": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "maxLength": MAX_JOB_NAME_LENGTH, "pattern": DNS1035_LABEL},
+                    "name": {"type": "string", "maxLength": max_name_length, "pattern": DNS1035_LABEL},
                 },
             },
             "spec": spec,
@@ -291,18 +298,18 @@ def build_crd() -> dict[str, Any]:
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{plural}.{GROUP}",
             "labels": {"app.kubernetes.io/name": "prism", "app.kubernetes.io/component": "crd"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["xj", "xjob"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
                 "categories": ["prism", "all"],
             },
             "versions": [{
@@ -310,8 +317,47 @@ def build_crd() -> dict[str, Any]:
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": _printer_columns(),
+                "additionalPrinterColumns": columns,
                 "schema": {"openAPIV3Schema": root},
             }],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    """The ExtractionJob CRD."""
+    spec = _schema_of(ExtractionJobSpec)
+    _add_cross_field_rules(spec)
+    return _crd(KIND, PLURAL, ["xj", "xjob"],
+                "An ExtractionJob reads files, runs every extractor over each decoded item once on "
+                "a KubeRay cluster, and writes the results to a Qdrant collection.",
+                spec, _strip_defaults(_schema_of(ExtractionJobStatus)), MAX_JOB_NAME_LENGTH, _printer_columns())
+
+
+def _cron_printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "description": "Cron schedule."},
+        {"name": "Timezone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1,
+         "description": "Time zone of the schedule."},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "description": "No new runs."},
+        {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name", "description": "Runs not finished."},
+        {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime",
+         "description": "Scheduled time of the last run."},
+        {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime",
+         "description": "The next scheduled time."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+         "description": "Why the schedule is in this state."},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def build_cron_crd() -> dict[str, Any]:
+    """The ExtractionCronJob CRD: its template is an ExtractionJob spec with the same checks, all
+    mutable (a change applies to the next run)."""
+    spec = _schema_of(ExtractionCronJobSpec)
+    _add_cross_field_rules(spec["properties"]["jobTemplate"]["properties"]["spec"], immutable=False)
+    return _crd(CRON_KIND, CRON_PLURAL, ["xcj"],
+                "An ExtractionCronJob creates ExtractionJobs on a cron schedule, as a CronJob creates Jobs; "
+                "with incremental runs each processes only new and changed files.",
+                spec, _strip_defaults(_schema_of(ExtractionCronJobStatus)), MAX_CRON_NAME_LENGTH,
+                _cron_printer_columns())

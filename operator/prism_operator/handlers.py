@@ -11,23 +11,28 @@ import aiohttp
 import kopf
 
 from prism_api import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
+from prism_api.cron_job import CRON_LABEL, CRON_PLURAL
 
 from . import operator_metrics as metrics
+from .cron.schedule_check import reconcile_cron
+from .cron.runs import run_from
 from .k8s_api import KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
 from .settings import OperatorConfig, configure_kopf
-from .status.conditions import find
-from .status.derive import CLEANED_UP, SUSPENDED
+from .status.cleanup import cleanup_pending
+from .status.derive import SUSPENDED
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
+CRON_RESOURCE = (GROUP, VERSION, CRON_PLURAL)
 # A finalizer that cannot reach the API gives up after this many tries (kopf's backoff between them),
 # then leaves the object to owner-reference garbage collection instead of blocking deletion forever.
 DELETE_RETRIES = 10
 
 
 def needs_timer(spec: Any, status: Any, memo: Any = None, **_: Any) -> bool:
-    """Live jobs, finished ones whose TTL cleanup is still due, and any job whose last reconcile
+    """Live jobs, finished ones whose cleanup is still due (status/cleanup.py: the debug record of a job
+    that ended with failures, a RayCluster kept, scaled or deleted on a clock), and any job whose last reconcile
     could not finish its API calls; others cost nothing. A suspended job waits for its spec to
     change (the update handler resumes it) once its RayCluster is as it should be (reason
     Suspended: suspended, or deleted under Kueue); until then (Suspending) the timer corrects drift."""
@@ -39,12 +44,7 @@ def needs_timer(spec: Any, status: Any, memo: Any = None, **_: Any) -> bool:
         return not spec.get("suspend") or parsed.reason != SUSPENDED
     if not parsed.phase.is_terminal():
         return True
-    # A spec the operator refused created nothing to clean up (the pipeline's own InvalidSpec verdict
-    # comes from a job that has a RayCluster).
-    if spec.get("ttlSecondsAfterFinished") is None or (parsed.reason == "InvalidSpec" and not parsed.ray_cluster):
-        return False
-    cluster = find(parsed.conditions, "ClusterReady")
-    return cluster is None or cluster.reason not in CLEANED_UP
+    return cleanup_pending(spec, parsed)
 
 
 class Runtime:
@@ -127,6 +127,19 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
     @kopf.timer(*RESOURCE, id="sync", interval=config.timer_interval, when=needs_timer, registry=registry)
     async def sync_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
         await runtime.reconcile(body, patch, memo)
+
+    # Every scheduled run, by (namespace, schedule), kept current by the ExtractionJob watch: checking a
+    # schedule reads this, never the API.
+    @kopf.index(*RESOURCE, id="cron_runs", labels={CRON_LABEL: kopf.PRESENT}, registry=registry)
+    def cron_runs(namespace: str, name: str, labels: Any, annotations: Any, status: Any, **_: Any) -> dict:
+        return {(namespace, labels[CRON_LABEL]): run_from(name, dict(annotations), dict(status or {}))}
+
+    @kopf.timer(*CRON_RESOURCE, id="schedule", interval=config.cron_interval, registry=registry)
+    async def check_schedule(body: Any, patch: Any, namespace: str, name: str, cron_runs: kopf.Index,
+                             **_: Any) -> None:
+        errors = await reconcile_cron(runtime.reconciler.api, body, patch, list(cron_runs.get((namespace, name), [])))
+        if errors:
+            raise kopf.TemporaryError("; ".join(errors)[:1000], delay=config.retry_backoff)
 
     @kopf.on.delete(*RESOURCE, id="delete", retries=DELETE_RETRIES, registry=registry)
     async def delete_extraction_job(body: Any, memo: Any, **_: Any) -> None:

@@ -32,6 +32,9 @@ class ConfigError(ValueError):
 class OperatorConfig:
     # Seconds between reconciles of one live job (PRISM_TIMER_INTERVAL).
     timer_interval: float = 10.0
+    # Seconds between checks of one ExtractionCronJob's schedule: how late a run may start
+    # (PRISM_CRON_INTERVAL). A check reads the operator's watch-fed index, not the API.
+    cron_interval: float = 5.0
     # Where a job's progress endpoint is; {service}, {namespace}, {port}, {path} are filled in
     # (PRISM_PROGRESS_URL_TEMPLATE).
     progress_url_template: str = DEFAULT_PROGRESS_URL
@@ -78,7 +81,7 @@ class OperatorConfig:
         return config
 
     def check(self) -> None:
-        for name in ("timer_interval", "progress_timeout", "dashboard_timeout", "api_timeout", "retry_backoff",
+        for name in ("timer_interval", "cron_interval", "progress_timeout", "dashboard_timeout", "api_timeout", "retry_backoff",
                      "watch_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be > 0 (got {getattr(self, name)})")

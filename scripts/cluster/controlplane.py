@@ -130,7 +130,8 @@ class Layout:
 def bin_path(name: str) -> Path:
     version = {"kube-apiserver": "KUBERNETES_VERSION", "kube-controller-manager": "KUBERNETES_VERSION",
                "kube-scheduler": "KUBERNETES_VERSION", "kubectl": "KUBERNETES_VERSION", "etcd": "ETCD_VERSION",
-               "kuberay-operator": "KUBERAY_VERSION", "kueue": "KUEUE_VERSION", "kwok": "KWOK_VERSION"}[name]
+               "kuberay-operator": "KUBERAY_VERSION", "kueue": "KUEUE_VERSION", "kwok": "KWOK_VERSION",
+               "helm": "HELM_VERSION"}[name]
     path = cache_dir() / f"{name}-{VERSIONS[version]}" / name
     if not path.exists():
         raise SystemExit(f"{path} is missing: run scripts/cluster/build.sh first (or `make cluster-up`)")

@@ -82,14 +82,20 @@ def apply_manifests(lay) -> None:
     """What a platform team applies: the CRD, the namespace and the RBAC (not the Deployment: the
     operator runs here as a process, under the Deployment's ServiceAccount)."""
     kubectl = Kubectl(str(lay.kubeconfig))
-    for path in ["manifests/namespace.yaml", "manifests/crd/extractionjob.yaml", "manifests/rbac/serviceaccount.yaml",
-                 "manifests/rbac/clusterrole.yaml", "manifests/rbac/clusterrolebinding.yaml"]:
+    for path in ["manifests/namespace.yaml", "manifests/crd/extractionjob.yaml", "manifests/crd/extractioncronjob.yaml",
+                 "manifests/rbac/serviceaccount.yaml", "manifests/rbac/clusterrole.yaml",
+                 "manifests/rbac/clusterrolebinding.yaml"]:
         text = (REPO / path).read_text()
         if "serviceaccount" in path:
             kubectl.run("apply", "-n", OPERATOR_NAMESPACE, "-f", "-", stdin=text)
         else:
             kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
-    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd/extractionjobs.prism.dev")
+    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd/extractionjobs.prism.dev",
+                "crd/extractioncronjobs.prism.dev")
+    # Established is not served: for a moment after a CRD is created or changed the API server answers
+    # its lists with 429 "storage is (re)initializing", which kopf logs as an ERROR while it retries.
+    wait_for("the CRDs' storage", lambda: kubectl.run("get", "extractionjobs,extractioncronjobs", "-A",
+                                                      check=False).returncode == 0, 60, interval=0.5)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +109,7 @@ def namespace(admin: Kubectl, request) -> Iterator[str]:
     admin.run("create", "namespace", name)
     yield name
     # Jobs no operator ever saw carry no finalizer and go at once; then the namespace.
-    admin.run("delete", "extractionjobs", "--all", "-n", name, "--timeout=30s", check=False)
+    admin.run("delete", "extractioncronjobs,extractionjobs", "--all", "-n", name, "--timeout=30s", check=False)
     admin.run("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -132,6 +138,7 @@ class OperatorProcess:
             **{k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")},
             "KUBECONFIG": str(self.kubeconfig),
             "PRISM_TIMER_INTERVAL": "1",
+            "PRISM_CRON_INTERVAL": "1",
             "PRISM_RETRY_BACKOFF": "1",
             "PYTHONUNBUFFERED": "1",
             "PRISM_METRICS_PORT": str(free_port()),
@@ -177,7 +184,7 @@ def operator(control_plane, admin, namespace, tmp_path) -> Iterator[OperatorProc
     yield process
     # The test's jobs go while their operator runs (its finalizer stops their Ray jobs), before the
     # namespace is deleted: a job reconciled inside a terminating namespace cannot post Events.
-    admin.run("delete", "extractionjobs", "--all", "-n", namespace, "--timeout=60s", check=False)
+    admin.run("delete", "extractioncronjobs,extractionjobs", "--all", "-n", namespace, "--timeout=60s", check=False)
     process.stop()
     errors = process.error_lines()
     assert not errors, "the operator logged errors:\n" + "\n".join(errors[:20])
@@ -232,15 +239,22 @@ class RayHead:
         with urllib.request.urlopen(f"{self.dashboard}/api/jobs/{submission_id}/logs", timeout=10) as r:
             return json.loads(r.read()).get("logs", "")
 
-    def stop_all(self) -> None:
+    def live_jobs(self) -> list[str]:
         import urllib.request
         with contextlib.suppress(Exception), urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=5) as r:
-            for job in json.loads(r.read()):
-                if job.get("status") in ("PENDING", "RUNNING"):
-                    req = urllib.request.Request(f"{self.dashboard}/api/jobs/{job['submission_id']}/stop",
-                                                 method="POST")
-                    with contextlib.suppress(Exception):
-                        urllib.request.urlopen(req, timeout=5).close()
+            return [j["submission_id"] for j in json.loads(r.read()) if j.get("status") in ("PENDING", "RUNNING")]
+        return []
+
+    def stop_all(self, timeout: float = 60) -> None:
+        """Stop every Ray job a test left running and wait until they have ended: the next test's
+        driver needs the head's CPUs and its progress port."""
+        import urllib.request
+        for submission in self.live_jobs():
+            req = urllib.request.Request(f"{self.dashboard}/api/jobs/{submission}/stop", method="POST")
+            with contextlib.suppress(Exception):
+                urllib.request.urlopen(req, timeout=5).close()
+        left = wait_for("the Ray jobs a test left to end", lambda: self.live_jobs() == [], timeout, interval=1)
+        assert left, self.live_jobs()
 
     def shutdown(self) -> None:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=self.env, capture_output=True, timeout=120,

@@ -83,6 +83,9 @@ async def test_create_children_progress_and_success(cluster, operator, progress)
         assert not any(k.startswith("create") or k.startswith("kopf") for k in status), status.keys()
         await wait_for_events(cluster, {"Running", "Succeeded"})
 
+        # It ended with a failed file: its debug record is settled first (the dashboard here does not
+        # know the submission: nothing to save, said in status.debug).
+        await wait_for("the debug record settled", lambda: cluster.status().get("debug"), state=cluster.status)
         # Finished with no TTL: the timer stops, the job costs no more API calls.
         def cluster_reads() -> int:
             return sum(1 for r in cluster.requests() if r.method == "GET" and r.resource is not None

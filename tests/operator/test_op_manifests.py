@@ -30,7 +30,7 @@ def rendered() -> dict[str, dict]:
 def test_kustomize_renders_the_operator(rendered):
     assert set(rendered) == {
         "Namespace/prism-system", "CustomResourceDefinition/extractionjobs.prism.dev",
-        "ServiceAccount/prism-operator", "ClusterRole/prism-operator", "ClusterRoleBinding/prism-operator",
+        "CustomResourceDefinition/extractioncronjobs.prism.dev", "ServiceAccount/prism-operator", "ClusterRole/prism-operator", "ClusterRoleBinding/prism-operator",
         "Deployment/prism-operator", "Service/prism-operator-metrics",
     }
     for key in ("ServiceAccount/prism-operator", "Deployment/prism-operator", "Service/prism-operator-metrics"):
@@ -48,10 +48,11 @@ def test_core_objects_are_valid_kubernetes(rendered):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def test_crd_copy_matches_crds_folder():
-    copy = (MANIFESTS / "crd" / "extractionjob.yaml").read_text()
-    source = (REPO / "crds" / "extractionjob.yaml").read_text()
-    assert copy == source, "manifests/crd/extractionjob.yaml is stale: cp crds/extractionjob.yaml manifests/crd/"
+@pytest.mark.parametrize("name", ["extractionjob.yaml", "extractioncronjob.yaml"])
+def test_crd_copy_matches_crds_folder(name):
+    copy = (MANIFESTS / "crd" / name).read_text()
+    source = (REPO / "crds" / name).read_text()
+    assert copy == source, f"manifests/crd/{name} is stale: run `make crd`"
 
 
 def test_deployment_is_unprivileged_with_probes(rendered):

@@ -1,5 +1,5 @@
 """The committed CRD is the generated one, is structural, explains every field, and its CEL rules
-keep the spec immutable except suspend, ttlSecondsAfterFinished and activeDeadlineSeconds.
+keep the spec immutable except suspend, ttlSecondsAfterFinished, activeDeadlineSeconds and cleanup.
 It avoids what a real kube-apiserver silently ignores or mis-reports (docs/platform-facts.md, "A real control plane")."""
 
 from __future__ import annotations

@@ -39,10 +39,14 @@ def test_there_are_examples_and_bad_manifests():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_model_and_crd(path):
+    from prism_api.cron_job import CRON_KIND, parse_cron_job
+
+    cron_crd = yaml.safe_load((ROOT / "crds" / "extractioncronjob.yaml").read_text())
     for doc in yaml.safe_load_all(path.read_text()):
-        job = parse_job(doc)
-        assert job.metadata.name
-        assert admit(doc, strict=True) == [], f"{path.name} rejected by the CRD"
+        is_cron = doc.get("kind") == CRON_KIND
+        parsed = parse_cron_job(doc) if is_cron else parse_job(doc)
+        assert parsed.metadata.name
+        assert admit(doc, crd=cron_crd if is_cron else None, strict=True) == [], f"{path.name} rejected by the CRD"
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 import yaml
 
 from .repo_files import documents, rel, yaml_files
 
-FILES = yaml_files()
+# Helm templates are Go templates, not YAML: tests/static/test_helm_chart.py renders them with the
+# real helm and parses what they render.
+FILES = [p for p in yaml_files() if not fnmatch.fnmatch(rel(p), "charts/*/templates/*")]
 
 
 def test_the_repository_has_yaml_files():
