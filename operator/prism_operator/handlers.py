@@ -14,8 +14,8 @@ from prism_api import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
 from prism_api.cron_job import CRON_LABEL, CRON_PLURAL
 
 from . import operator_metrics as metrics
-from .cron.schedule_check import reconcile_cron
 from .cron.runs import run_from
+from .cron.schedule_check import reconcile_cron
 from .k8s_api import KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
 from .settings import OperatorConfig, configure_kopf

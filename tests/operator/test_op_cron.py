@@ -18,9 +18,9 @@ from prism_api.cron_job import (
     ExtractionCronJobStatus,
     parse_cron_job,
 )
-from prism_operator.cron.schedule_check import decide
 from prism_operator.cron.runs import build_run, run_from
 from prism_operator.cron.schedule import Run, decide_cron
+from prism_operator.cron.schedule_check import decide
 
 EXAMPLE = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "scheduled.yaml").read_text())
 CREATED = datetime(2026, 12, 1, 9, 0, 10, tzinfo=UTC)
