@@ -102,3 +102,15 @@ def test_the_last_verdict_line_wins_and_garbage_is_ignored():
     text = f"{first}\n{OUTCOME_MARKER} {{not json}}\n{last}\n{OUTCOME_MARKER} {{\"outcome\": \"Nope\"}}\n"
     assert OutcomeReport.from_text(text) == OutcomeReport(Outcome.SUCCEEDED)
     assert OutcomeReport.from_text("no verdict here") is None
+
+
+def test_a_failure_line_round_trips_and_other_lines_are_not_failures():
+    from prism_api.failed_file import FAILURE_LINE_PREFIX, FailedFile
+
+    failed = FailedFile("s3://b/odd name\n\udcff.pdf", "decode", "EOF marker not found\nline 2")
+    line = failed.to_line()
+    assert line.startswith(FAILURE_LINE_PREFIX) and "\n" not in line and line.isascii()
+    assert FailedFile.from_line("  " + line + "\n") == failed
+    for other in ("PRISM_FAILURE {not json}", 'PRISM_FAILURE {"uri": "a", "stage": 1, "error": "x"}',
+                  "PRISM_OUTCOME {}", "prism: job failed", ""):
+        assert FailedFile.from_line(other) is None, other

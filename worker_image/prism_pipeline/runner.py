@@ -7,7 +7,6 @@ RAY_ADDRESS points at it. Everything after start-up is the same code path.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -119,7 +118,7 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
         print(f"\n  Failure ledger: {ledger}")
     if print_ledger:
         for f in result.failures:
-            print("PRISM_FAILURE " + json.dumps(f.__dict__))
+            print(f.to_line())
     if not job.spec.sink.qdrant.url:
         from prism_pipeline.sink.embedded import close_embedded
 

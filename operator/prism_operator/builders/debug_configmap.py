@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 from prism_api import ExtractionJob
 from prism_api.conventions import DOMAIN
-from prism_api.failed_file import FailedFile
+from prism_api.failed_file import FAILURE_LINE_PREFIX, FailedFile
 from prism_api.job_status import DebugRecord
 
 from .labels import child_metadata
 
-FAILURE_PREFIX = "PRISM_FAILURE "
 FAILURES_KEY, TAIL_KEY = "failures.jsonl", "driver-log-tail.txt"
 FAILED_FILES_ANNOTATION = f"{DOMAIN}/failed-files"
 SAVED_TIME_ANNOTATION = f"{DOMAIN}/saved-time"
@@ -44,7 +43,6 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # Control characters other than tab (terminal escapes, NUL, C1) would garble `kubectl get`; a lone
 # surrogate (a log that was not UTF-8) is not valid UTF-8 at all.
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_FAILURE_FIELDS = tuple(f.name for f in fields(FailedFile))
 
 
 def debug_config_map_name(job: ExtractionJob) -> str:
@@ -57,17 +55,12 @@ def clean(text: str) -> str:
 
 
 def parse_failure(line: str) -> FailedFile | None:
-    """A `PRISM_FAILURE {json}` line's failed file (bounded as status bounds it), or None."""
-    line = _ANSI.sub("", line).strip()
-    if not line.startswith(FAILURE_PREFIX):
+    """A `PRISM_FAILURE {json}` line's failed file (FailedFile.to_line; colours stripped, text
+    cleaned, bounded as status bounds it), or None."""
+    failed = FailedFile.from_line(_ANSI.sub("", line))
+    if failed is None:
         return None
-    try:
-        data = json.loads(line[len(FAILURE_PREFIX):])
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in _FAILURE_FIELDS):
-        return None
-    return FailedFile(**{k: clean(data[k]) for k in _FAILURE_FIELDS}).bounded()
+    return FailedFile(clean(failed.uri), clean(failed.stage), clean(failed.error)).bounded()
 
 
 class DriverLogDigest:
@@ -111,7 +104,7 @@ class DriverLogDigest:
         line, cut = "".join(self._line).rstrip("\r"), self._line_cut
         self._line, self._line_chars, self._line_cut = [], 0, False
         self.lines += 1
-        if _ANSI.sub("", line).lstrip().startswith(FAILURE_PREFIX):
+        if _ANSI.sub("", line).lstrip().startswith(FAILURE_LINE_PREFIX):
             self.failures_listed += 1
             failure = None if cut else parse_failure(line)
             if failure is None:
@@ -153,7 +146,7 @@ def _cut_note(digest: DriverLogDigest, tail_lines: int, read_cut: str) -> str:
         notes.append(f"{FAILURES_KEY} keeps the first {len(digest.failures)} of {digest.failures_listed} failed "
                      f"files ({FAILURES_MAX_BYTES // 1024} KiB)")
     if digest.failures_unreadable:
-        notes.append(f"{digest.failures_unreadable} {FAILURE_PREFIX.strip()} lines were not a failed file's JSON")
+        notes.append(f"{digest.failures_unreadable} {FAILURE_LINE_PREFIX.strip()} lines were not a failed file's JSON")
     if digest.lines > tail_lines:
         notes.append(f"{TAIL_KEY} keeps the last {tail_lines} of {digest.lines} lines")
     if digest.long_lines:
