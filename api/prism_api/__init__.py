@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from .child_names import MAX_JOB_NAME_LENGTH, ray_cluster_name, ray_job_name
-from .errors import FieldError, SpecError, format_validation_error
+from .errors import FieldError, SpecError, format_validation_error, validate_manifest
 from .job import API_VERSION, GROUP, KIND, PLURAL, VERSION, ExtractionJob, ObjectMeta
 from .job_spec import (
     BUILTIN_KINDS,
@@ -51,12 +51,7 @@ def parse_job(obj: Any, target: Target = "any") -> ExtractionJob:
 
     target="cluster" adds the rules for jobs the operator runs (a Qdrant url, a remote source).
     """
-    if not isinstance(obj, dict):
-        raise SpecError([FieldError("", f"an ExtractionJob must be a mapping (got {type(obj).__name__})")])
-    try:
-        job = ExtractionJob.model_validate(obj)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc)) from None
+    job = validate_manifest(ExtractionJob, obj, KIND)
     if target == "cluster":
         errors = [FieldError(f"spec.{p}", m) for p, m in cluster_rule_errors(job.spec)]
         if errors:

@@ -18,12 +18,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from .child_names import MAX_JOB_NAME_LENGTH
-from .errors import FieldError, SpecError, format_validation_error
-from .fields import DNS1035_LABEL, PrismModel
+from .errors import FieldError, SpecError, validate_manifest
+from .fields import PrismModel, check_object_name
 from .job import API_VERSION
 from .job_spec import ExtractionJobSpec
 
@@ -170,17 +170,8 @@ class CronJobMeta(PrismModel):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        import re
-
-        if len(name) > MAX_CRON_NAME_LENGTH:
-            raise PydanticCustomError(
-                "name_too_long", "must be at most {limit} characters, so each run's name "
-                "'<name>-<8 digits>' is a valid ExtractionJob name (got {length}: '{got}')",
-                {"limit": MAX_CRON_NAME_LENGTH, "length": len(name), "got": name})
-        if not re.match(DNS1035_LABEL, name):
-            raise PydanticCustomError("bad_name", "must be a DNS-1035 label: lower-case letters, digits and "
-                                      "'-', starting with a letter (got '{got}')", {"got": name})
-        return name
+        return check_object_name(name, MAX_CRON_NAME_LENGTH, "each run's name '<name>-<8 digits>' is a valid "
+                                 "ExtractionJob name")
 
 
 class ExtractionCronJob(PrismModel):
@@ -200,12 +191,7 @@ def parse_cron_job(obj: Any) -> ExtractionCronJob:
     own rules included: its template must be a valid ExtractionJob spec for a cluster)."""
     from .rules import cluster_rule_errors
 
-    if not isinstance(obj, dict):
-        raise SpecError([FieldError("", f"an {CRON_KIND} must be a mapping (got {type(obj).__name__})")])
-    try:
-        cron = ExtractionCronJob.model_validate(obj)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc)) from None
+    cron = validate_manifest(ExtractionCronJob, obj, CRON_KIND)
     errors = [FieldError(f"spec.jobTemplate.spec.{p}", m) for p, m in cluster_rule_errors(cron.spec.job_template.spec)]
     if errors:
         raise SpecError(errors)

@@ -126,3 +126,13 @@ def format_validation_error(exc: ValidationError, prefix: tuple[Any, ...] = ()) 
         else:
             out.append(FieldError(_join(loc), _message(err)))
     return out
+
+
+def validate_manifest(model: Any, obj: Any, kind: str) -> Any:
+    """`obj` (a dict) as `model`, or SpecError listing every problem with its field."""
+    if not isinstance(obj, dict):
+        raise SpecError([FieldError("", f"an {kind} must be a mapping (got {type(obj).__name__})")])
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None

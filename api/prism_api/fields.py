@@ -64,3 +64,17 @@ def coerce_quantity(value):
     if isinstance(value, int | float):
         return str(value)
     return value
+
+
+def check_object_name(name: str, limit: int, why: str) -> str:
+    """An object name Prism derives children's names from: a DNS-1035 label of at most `limit`
+    characters; `why` says what the limit leaves room for."""
+    from pydantic_core import PydanticCustomError
+
+    if len(name) > limit:
+        raise PydanticCustomError("name_too_long", "must be at most {limit} characters so {why} (got {length}: "
+                                  "'{got}')", {"limit": limit, "why": why, "length": len(name), "got": name})
+    if not re.match(DNS1035_LABEL, name):
+        raise PydanticCustomError("bad_name", "must be a DNS-1035 label: lower-case letters, digits and '-', "
+                                  "starting with a letter (got '{got}')", {"got": name})
+    return name

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 
 from .child_names import MAX_JOB_NAME_LENGTH
-from .fields import DNS1035_LABEL, PrismModel
+from .fields import PrismModel, check_object_name
 from .job_spec import ExtractionJobSpec
 from .job_status import ExtractionJobStatus
 
@@ -34,23 +33,7 @@ class ObjectMeta(PrismModel):
     @field_validator("name")
     @classmethod
     def _child_safe_name(cls, name: str) -> str:
-        import re
-
-        if len(name) > MAX_JOB_NAME_LENGTH:
-            raise PydanticCustomError(
-                "name_too_long",
-                "must be at most {limit} characters so the RayCluster and RayJob names stay within "
-                "KubeRay's 47 (got {length}: '{got}')",
-                {"limit": MAX_JOB_NAME_LENGTH, "length": len(name), "got": name},
-            )
-        if not re.match(DNS1035_LABEL, name):
-            raise PydanticCustomError(
-                "bad_name",
-                "must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter "
-                "(got '{got}')",
-                {"got": name},
-            )
-        return name
+        return check_object_name(name, MAX_JOB_NAME_LENGTH, "the RayCluster and RayJob names stay within KubeRay's 47")
 
 
 class ExtractionJob(PrismModel):

@@ -21,6 +21,8 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from prism_api import GROUP, PLURAL, VERSION
+
 from . import operator_metrics as metrics
 
 log = logging.getLogger(__name__)
@@ -94,22 +96,26 @@ class KubeApi:
     async def get_ray_job(self, namespace: str, name: str) -> dict | None:
         return await self._get(RAYJOBS, namespace, name)
 
-    async def create(self, obj: dict) -> bool:
-        """Create a RayCluster or RayJob; False if it already exists (names are deterministic, so an
-        existing object is the one a previous reconcile or operator instance created)."""
-        plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[obj["kind"]]
+    async def _create(self, group: str, version: str, plural: str, obj: dict, missing: str) -> bool:
+        """False if the object already exists (children's names are deterministic, so an existing one is
+        what a previous reconcile or operator instance created); `missing` explains a 404."""
         namespace = obj["metadata"]["namespace"]
         try:
             await self._call(f"create {plural}", self._custom.create_namespaced_custom_object,
-                             RAY_GROUP, RAY_VERSION, namespace, plural, obj)
+                             group, version, namespace, plural, obj)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             if _namespace_terminating(exc):
                 raise NamespaceTerminating(namespace) from None
-            raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP 404: "
-                               "is KubeRay installed (ray.io/v1 CRDs)?") from None
+            raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
+                               f"{missing if exc.status == 404 else _short(exc.body)}") from None
         return True
+
+    async def create(self, obj: dict) -> bool:
+        """Create a RayCluster or RayJob; False if it already exists."""
+        plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[obj["kind"]]
+        return await self._create(RAY_GROUP, RAY_VERSION, plural, obj, "is KubeRay installed (ray.io/v1 CRDs)?")
 
     async def suspend_ray_cluster(self, namespace: str, name: str, suspend: bool) -> None:
         try:
@@ -158,10 +164,11 @@ class KubeApi:
                                f"{_short(exc.body)}") from None
         return True
 
-    async def _delete(self, plural: str, namespace: str, name: str) -> bool:
+    async def _delete(self, plural: str, namespace: str, name: str, group: str = RAY_GROUP,
+                      version: str = RAY_VERSION) -> bool:
         try:
             await self._call(f"delete {plural}", self._custom.delete_namespaced_custom_object,
-                             RAY_GROUP, RAY_VERSION, namespace, plural, name, propagation_policy="Background")
+                             group, version, namespace, plural, name, propagation_policy="Background")
         except ApiException:
             return False  # already gone
         return True
@@ -175,31 +182,11 @@ class KubeApi:
     async def create_extraction_job(self, obj: dict) -> bool:
         """Create an ExtractionJob (a scheduled run); False if it already exists (run names are
         deterministic: an existing one was created for the same scheduled time)."""
-        from prism_api import GROUP, PLURAL, VERSION
-
-        namespace = obj["metadata"]["namespace"]
-        try:
-            await self._call(f"create {PLURAL}", self._custom.create_namespaced_custom_object,
-                             GROUP, VERSION, namespace, PLURAL, obj)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            if _namespace_terminating(exc):
-                raise NamespaceTerminating(namespace) from None
-            raise KubeApiError(f"create {PLURAL} {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
-                               f"{_short(exc.body)}") from None
-        return True
+        return await self._create(GROUP, VERSION, PLURAL, obj, "is the ExtractionJob CRD installed?")
 
     async def delete_extraction_job(self, namespace: str, name: str) -> bool:
         """Delete a run (its finalizer stops its Ray job; its RayCluster goes with it)."""
-        from prism_api import GROUP, PLURAL, VERSION
-
-        try:
-            await self._call(f"delete {PLURAL}", self._custom.delete_namespaced_custom_object,
-                             GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background")
-        except ApiException:
-            return False  # already gone
-        return True
+        return await self._delete(PLURAL, namespace, name, GROUP, VERSION)
 
     async def list_cluster_pods(self, namespace: str, cluster: str) -> list[dict]:
         """Pods of a RayCluster (KubeRay labels them ray.io/cluster)."""

@@ -61,6 +61,8 @@ class ProgressServer:
     ray_jobs: dict[str, str] = field(default_factory=dict)  # submission id -> Ray job status
     stops: list[str] = field(default_factory=list)           # submission ids asked to stop
     stop_works: bool = True                                  # a stop makes the job STOPPED
+    logs: dict[str, str] = field(default_factory=dict)       # submission id -> its driver log
+    logs_down: bool = False                                  # the logs API answers 503
     dashboard_down: bool = False
     port: int = 0
 
@@ -90,6 +92,14 @@ class ProgressServer:
         if running and self.stop_works:
             self.ray_jobs[submission] = "STOPPED"
         return web.json_response({"stopped": running})
+
+    async def job_logs(self, request: web.Request) -> web.Response:
+        if self.dashboard_down or self.logs_down:
+            return web.Response(status=503, text="dashboard down")
+        submission = request.match_info["id"]
+        if submission not in self.logs:
+            return web.Response(status=404, text=f"Job {submission} does not exist")
+        return web.json_response({"logs": self.logs[submission]})
 
     @property
     def url_template(self) -> str:
@@ -236,6 +246,7 @@ async def progress() -> AsyncIterator[ProgressServer]:
     app.router.add_get("/{namespace}/{service}/metrics", srv.handle)
     app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}", srv.job)
     app.router.add_post("/{namespace}/{service}/dashboard/api/jobs/{id}/stop", srv.stop)
+    app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}/logs", srv.job_logs)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -7,13 +7,11 @@ The ConfigMap calls are the ones the ClusterRole grants (test_op_rbac leaves the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import kmock
 import pytest
-from aiohttp import web
 
 from prism_api.failed_file import FailedFile
 from prism_api.outcome import Outcome
@@ -24,7 +22,6 @@ from prism_operator.status import cleanup
 
 from .conftest import (
     NAMESPACE,
-    ProgressServer,
     child_names,
     condition,
     job_manifest,
@@ -40,42 +37,9 @@ from .test_op_rbac import granted, recorded
 BROKEN = ("file:///media/broken-0.pdf", "file:///media/broken-1.pdf")
 DRIVER_LOG = "".join([
     "2026-11-22 11:58:01,000 INFO worker.py:1 -- Connecting to existing Ray cluster\n",
-    *(f"PRISM_FAILURE {json.dumps(FailedFile(uri, 'decode', 'not a PDF').__dict__)}\n" for uri in BROKEN),
+    *(FailedFile(uri, "decode", "not a PDF").to_line() + "\n" for uri in BROKEN),
     "prism: job campaign failed: 2 of 3 files failed\n",
 ])
-
-
-@dataclass
-class Dashboard(ProgressServer):
-    """The conftest's progress endpoint and dashboard, plus the dashboard's driver logs."""
-
-    logs: dict[str, str] = field(default_factory=dict)  # submission id -> its driver log
-    logs_down: bool = False
-
-    async def job_logs(self, request: web.Request) -> web.Response:
-        if self.dashboard_down or self.logs_down:
-            return web.Response(status=503, text="dashboard down")
-        submission = request.match_info["id"]
-        if submission not in self.logs:
-            return web.Response(status=404, text=f"Job {submission} does not exist")
-        return web.Response(text=json.dumps({"logs": self.logs[submission]}), content_type="application/json")
-
-
-@pytest.fixture
-async def progress():
-    srv = Dashboard()
-    app = web.Application()
-    app.router.add_get("/{namespace}/{service}/metrics", srv.handle)
-    app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}", srv.job)
-    app.router.add_post("/{namespace}/{service}/dashboard/api/jobs/{id}/stop", srv.stop)
-    app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}/logs", srv.job_logs)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    srv.port = site._server.sockets[0].getsockname()[1]
-    yield srv
-    await runner.cleanup()
 
 
 @pytest.fixture

@@ -134,13 +134,8 @@ def _ttl(obs: Observed, out: AfterFinish) -> None:
     if ttl is None or age is None or age < ttl:
         return
     if obs.owns_cluster:
-        if obs.cluster is not None:
-            out.actions.append(DeleteCluster(obs.cluster_name))
-            out.events.append(Event("Normal", CLUSTER_DELETED,
-                                    f"RayCluster {obs.cluster_name} deleted ttlSecondsAfterFinished={ttl} "
-                                    "after the job finished"))
-        out.cluster_ready = Cond("False", CLUSTER_DELETED,
-                                 f"deleted {ttl}s after the job finished (ttlSecondsAfterFinished)")
+        _delete_cluster(obs, out, f"ttlSecondsAfterFinished={ttl} after the job finished",
+                        f"deleted {ttl}s after the job finished (ttlSecondsAfterFinished)")
         return
     if obs.rayjob is not None:
         out.actions.append(StopRayJob(obs.rayjob_name))
@@ -150,19 +145,22 @@ def _ttl(obs: Observed, out: AfterFinish) -> None:
                              f"the shared RayCluster {obs.cluster_name} stays")
 
 
+def _delete_cluster(obs: Observed, out: AfterFinish, when: str, condition: str) -> None:
+    """The owned RayCluster goes now (if it is still there), and ClusterReady says when and why."""
+    if obs.cluster is not None:
+        out.actions.append(DeleteCluster(obs.cluster_name))
+        out.events.append(Event("Normal", CLUSTER_DELETED, f"RayCluster {obs.cluster_name} deleted {when}"))
+    out.cluster_ready = Cond("False", CLUSTER_DELETED, condition)
+
+
 def _keep(obs: Observed, out: AfterFinish, policy: OnFailure, settled: bool) -> None:
     """cleanup.onFailure keeps a failed job's RayCluster (whole, or its head with the workers scaled to
     zero) until ttlSeconds after the job failed, instead of ttlSecondsAfterFinished."""
     name, ttl, cluster = obs.cluster_name, policy.ttl_seconds, obs.cluster
     age = seconds_since(obs.old.completion_time, obs.now)
     if ttl is not None and age is not None and age >= ttl and settled:
-        if cluster is not None:
-            out.actions.append(DeleteCluster(name))
-            out.events.append(Event("Normal", CLUSTER_DELETED,
-                                    f"RayCluster {name} deleted cleanup.onFailure.ttlSeconds={ttl} after the job "
-                                    "failed (kept for debugging until then)"))
-        out.cluster_ready = Cond("False", CLUSTER_DELETED,
-                                 f"deleted {ttl}s after the job failed (cleanup.onFailure.ttlSeconds)")
+        _delete_cluster(obs, out, f"cleanup.onFailure.ttlSeconds={ttl} after the job failed (kept for "
+                        "debugging until then)", f"deleted {ttl}s after the job failed (cleanup.onFailure.ttlSeconds)")
         return
     if cluster is None:
         out.cluster_ready = Cond("False", CLUSTER_DELETED,
