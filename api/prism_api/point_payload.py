@@ -26,6 +26,13 @@ CONTENT_HASH = "content_hash"            # sha256 of the file's bytes (the incre
 FAILED_EXTRACTORS = "failed_extractors"  # names of the extractors that failed on this item, sorted
 FAILURE_REASONS = "failure_reasons"      # extractor name -> why it failed
 
+MODALITY, FILE_MODALITY, TEXT, MODELS, ERRORS = "modality", "file_modality", "text", "models", "errors"
+POSITION_FIELDS = ("timestamp", "t_end", "frame", "page", "chunk")  # where in the file the item is
+# Keys the pipeline itself writes on every point: an extractor's output is written under its name, so
+# no extractor may be named like one of them (spec.extractors[].name is checked against this).
+RESERVED_KEYS = frozenset({URI, KEY, MODALITY, FILE_MODALITY, CONTENT_HASH, TEXT, MODELS, ERRORS,
+                           FAILED_EXTRACTORS, FAILURE_REASONS, *POSITION_FIELDS})
+
 MAX_REASON_CHARS = 300
 ELLIPSIS = "..."
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .point_payload import RESERVED_KEYS
+
+# Kinds whose output is a named vector, never a payload key.
+VECTOR_KINDS = ("text-embedding", "image-embedding")
+
 if TYPE_CHECKING:
     from .job_spec import ExtractionJobSpec
 
@@ -27,6 +32,10 @@ def _extractor_rules(spec: ExtractionJobSpec) -> Iterator[RuleError]:
         where = f"extractors[{i}]"
         if ex.name in seen:
             yield (f"{where}.name", f"must be unique (got {ex.name!r}, also used by extractors[{seen[ex.name]}])")
+        if ex.name in RESERVED_KEYS and ex.kind not in VECTOR_KINDS:
+            yield (f"{where}.name", f"{ex.name!r} is a payload key every point carries (this extractor's output "
+                   f"would overwrite it); choose another name (reserved for extractors other than "
+                   f"{' and '.join(VECTOR_KINDS)}: {', '.join(sorted(RESERVED_KEYS))})")
         seen.setdefault(ex.name, i)
         if ex.concurrency.min > ex.concurrency.max:
             yield (f"{where}.concurrency.min",

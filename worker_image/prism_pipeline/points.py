@@ -19,7 +19,7 @@ from prism_api import point_payload as PP
 from prism_api.point_payload import ExtractorFailure
 from prism_pipeline import rows as R
 
-POSITION_FIELDS = ("timestamp", "t_end", "frame", "page", "chunk")
+POSITION_FIELDS = PP.POSITION_FIELDS
 MAX_TEXT_PAYLOAD = 4000  # chars of a text item kept in the payload, for search results
 
 
@@ -30,22 +30,22 @@ def point_id(content_hash: str, key: str) -> str:
 def payload_of(row: dict[str, Any], payload_names: set[str], versions: dict[str, str]) -> dict[str, Any]:
     """docs/design.md §4: source uri, modality, position, content hash, extractor outputs, model versions."""
     payload: dict[str, Any] = {
-        PP.URI: row["uri"], PP.KEY: row["key"], "modality": row["modality"],
-        "file_modality": row.get("file_modality"), PP.CONTENT_HASH: row["content_hash"],
+        PP.URI: row["uri"], PP.KEY: row["key"], PP.MODALITY: row["modality"],
+        PP.FILE_MODALITY: row.get("file_modality"), PP.CONTENT_HASH: row["content_hash"],
     }
     for f in POSITION_FIELDS:
         if row.get(f) is not None:
             payload[f] = _plain(row[f])
     if row.get("text"):
-        payload["text"] = row["text"][:MAX_TEXT_PAYLOAD]
+        payload[PP.TEXT] = row["text"][:MAX_TEXT_PAYLOAD]
     for name, value in row["outputs"].items():
         if name in payload_names:
             payload[name] = _plain(value)
-    payload["models"] = {name: versions[name] for name in row["outputs"] if name in versions}
+    payload[PP.MODELS] = {name: versions[name] for name in row["outputs"] if name in versions}
     failed, other = extractor_failures(row, versions)
     payload.update(PP.failure_fields(failed))
     if other:  # e.g. a decoder that broke after the file's last item: its file fails in the ledger
-        payload["errors"] = other
+        payload[PP.ERRORS] = other
     return payload
 
 
