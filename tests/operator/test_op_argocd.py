@@ -1,4 +1,5 @@
-"""The ArgoCD health check for ExtractionJob, run in a real Lua runtime (lupa), and the ArgoCD examples."""
+"""The ArgoCD health checks for ExtractionJob and ExtractionCronJob, run in a real Lua runtime (lupa),
+and the ArgoCD examples."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ lupa = pytest.importorskip("lupa", reason="lupa (a Lua runtime from PyPI) runs t
 
 ARGOCD = Path(__file__).resolve().parents[2] / "manifests" / "argocd"
 SCRIPT = (ARGOCD / "health-extractionjob.lua").read_text()
+CRON_SCRIPT = (ARGOCD / "health-extractioncronjob.lua").read_text()
 
 
-def health(obj: dict) -> dict:
+def health(obj: dict, script: str = SCRIPT) -> dict:
     """Run the script as ArgoCD does: a chunk with the object as the global `obj`, returning `hs`."""
     lua = lupa.LuaRuntime(unpack_returned_tuples=True)
     lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(SCRIPT)
+    result = lua.execute(script)
     return dict(result)
 
 
@@ -54,6 +56,30 @@ def test_health(status, expected, message):
 def test_configmap_patch_carries_the_same_script():
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert patch["data"]["resource.customizations.health.prism.dev_ExtractionJob"] == SCRIPT
+    assert patch["data"]["resource.customizations.health.prism.dev_ExtractionCronJob"] == CRON_SCRIPT
+
+
+@pytest.mark.parametrize("status,expected,message", [
+    (None, "Progressing", "Waiting for the Prism operator"),
+    ({"reason": "Scheduled", "observedGeneration": 2, "nextScheduleTime": "2026-12-03T01:30:00Z",
+      "lastJob": "nightly-29936250"}, "Healthy", "Scheduled: next run 2026-12-03T01:30:00Z, last nightly-29936250"),
+    ({"reason": "Waiting", "observedGeneration": 2, "nextScheduleTime": "2026-12-03T01:30:00Z",
+      "message": "the run for 2026-12-02T01:30:00Z waits"}, "Healthy", "; the run for 2026-12-02T01:30:00Z waits"),
+    ({"reason": "Suspended", "observedGeneration": 2, "message": "spec.suspend is true: no new runs"},
+     "Suspended", "no new runs"),
+    ({"reason": "InvalidSpec", "observedGeneration": 2, "message": "spec.schedule: must have five fields"},
+     "Degraded", "InvalidSpec: spec.schedule"),
+    ({"reason": "ApiError", "observedGeneration": 2, "message": "create extractionjobs: HTTP 500"},
+     "Progressing", "HTTP 500"),
+    ({"reason": "Scheduled", "observedGeneration": 1}, "Progressing", "observe generation 2"),
+])
+def test_cron_health(status, expected, message):
+    obj = {"apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionCronJob",
+           "metadata": {"name": "nightly", "generation": 2}, "spec": {"schedule": "30 2 * * *"}}
+    if status is not None:
+        obj["status"] = status
+    hs = health(obj, CRON_SCRIPT)
+    assert hs["status"] == expected and message in hs["message"], hs
 
 
 def test_applications_ignore_autoscaled_replicas():
