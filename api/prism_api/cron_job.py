@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from .child_names import MAX_JOB_NAME_LENGTH
 from .errors import FieldError, SpecError, validate_manifest
 from .fields import PrismModel, check_object_name
-from .job import API_VERSION
+from .job import API_VERSION, ObjectMeta
 from .job_spec import ExtractionJobSpec
 
 CRON_KIND = "ExtractionCronJob"
@@ -156,20 +156,14 @@ class ExtractionCronJobStatus(PrismModel):
                                             description="metadata.generation this status reflects.")
 
 
-class CronJobMeta(PrismModel):
-    """The parts of metadata Prism reads."""
+class CronJobMeta(ObjectMeta):
+    """The parts of metadata Prism reads (as an ExtractionJob's), with the schedule's own name bound."""
 
-    model_config = {**PrismModel.model_config, "extra": "allow"}
-
-    name: str = Field(description="Schedule name.")
-    namespace: str | None = None
-    uid: str | None = None
-    generation: int | None = None
     creation_timestamp: str | None = None
 
     @field_validator("name")
     @classmethod
-    def _name(cls, name: str) -> str:
+    def _child_safe_name(cls, name: str) -> str:  # replaces ObjectMeta's: the runs' names are the bound
         return check_object_name(name, MAX_CRON_NAME_LENGTH, "each run's name '<name>-<8 digits>' is a valid "
                                  "ExtractionJob name")
 

@@ -97,19 +97,23 @@ class KubeApi:
         return await self._get(RAYJOBS, namespace, name)
 
     async def _create(self, group: str, version: str, plural: str, obj: dict, missing: str) -> bool:
-        """False if the object already exists (children's names are deterministic, so an existing one is
-        what a previous reconcile or operator instance created); `missing` explains a 404."""
+        """A custom object; False if it already exists (children's names are deterministic, so an
+        existing one is what a previous reconcile or operator instance created); `missing` explains a 404."""
+        return await self._created(plural, obj, missing, self._custom.create_namespaced_custom_object,
+                                   group, version, obj["metadata"]["namespace"], plural, obj)
+
+    async def _created(self, plural: str, obj: dict, missing: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run the create call `fn(*args)`: False on 409 (it exists), NamespaceTerminating, or KubeApiError."""
         namespace = obj["metadata"]["namespace"]
         try:
-            await self._call(f"create {plural}", self._custom.create_namespaced_custom_object,
-                             group, version, namespace, plural, obj)
+            await self._call(f"create {plural}", fn, *args)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             if _namespace_terminating(exc):
                 raise NamespaceTerminating(namespace) from None
             raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
-                               f"{missing if exc.status == 404 else _short(exc.body)}") from None
+                               f"{missing if exc.status == 404 and missing else _short(exc.body)}") from None
         return True
 
     async def create(self, obj: dict) -> bool:
@@ -152,17 +156,8 @@ class KubeApi:
 
     async def create_config_map(self, obj: dict) -> bool:
         """False if one of that name exists already."""
-        namespace = obj["metadata"]["namespace"]
-        try:
-            await self._call("create configmaps", self._core.create_namespaced_config_map, namespace, obj)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            if _namespace_terminating(exc):
-                raise NamespaceTerminating(namespace) from None
-            raise KubeApiError(f"create configmaps {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
-                               f"{_short(exc.body)}") from None
-        return True
+        return await self._created("configmaps", obj, "", self._core.create_namespaced_config_map,
+                                   obj["metadata"]["namespace"], obj)
 
     async def _delete(self, plural: str, namespace: str, name: str, group: str = RAY_GROUP,
                       version: str = RAY_VERSION) -> bool:

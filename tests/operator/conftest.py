@@ -4,6 +4,7 @@ kopf runtime (KopfRunner, in its own thread) running the Prism handlers against 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import socket
@@ -239,6 +240,19 @@ async def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SE
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on a free 127.0.0.1 port (yielded) for the duration of the block."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def progress() -> AsyncIterator[ProgressServer]:
     srv = ProgressServer()
@@ -247,13 +261,8 @@ async def progress() -> AsyncIterator[ProgressServer]:
     app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}", srv.job)
     app.router.add_post("/{namespace}/{service}/dashboard/api/jobs/{id}/stop", srv.stop)
     app.router.add_get("/{namespace}/{service}/dashboard/api/jobs/{id}/logs", srv.job_logs)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    srv.port = site._server.sockets[0].getsockname()[1]
-    yield srv
-    await runner.cleanup()
+    async with serving(app) as srv.port:
+        yield srv
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from prism_operator.dashboard_client import LogsBody, read_job_logs
 
-from .conftest import free_port
+from .conftest import free_port, serving
 
 TEXT = "line one\n\x1b[36m(pid=1)\x1b[0m café ☕ 😀 \"quoted\" back\\slash\ttab\nPRISM_FAILURE {\"uri\": \"a\"}\n"
 BIG = "".join(f"{i:08d} some driver output that goes on for a while\n" for i in range(100_000))  # ~5 MB
@@ -42,12 +42,8 @@ async def dashboard():
 
     app = web.Application()
     app.router.add_get("/api/jobs/{id}/logs", logs)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    await runner.cleanup()
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def read(base: str, submission: str, timeout: float = 5, **kw):

@@ -13,7 +13,7 @@ from prism_api.progress_report import ReportIdentity
 from prism_operator.dashboard_client import dashboard_url, get_job_state, stop_job
 from prism_operator.progress_scraper import fetch_progress, progress_url
 
-from .conftest import free_port, progress_text
+from .conftest import free_port, progress_text, serving
 
 
 @pytest.fixture
@@ -54,12 +54,8 @@ async def endpoint():
         app.router.add_get(path, handler)
     app.router.add_post("/dash/api/jobs/{id}/stop", stop)
     app.router.add_post("/broken/api/jobs/{id}/stop", broken)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    await runner.cleanup()
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 ME = ReportIdentity("campaign", "media", 1)
