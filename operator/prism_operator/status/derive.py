@@ -35,7 +35,7 @@ from prism_api.outcome import Outcome, OutcomeReport
 
 from ..builders.labels import kueue_queue as job_kueue_queue
 from ..builders.rayjob import rayjob_name_for
-from .cleanup import CLEANED_UP, after_finish  # noqa: F401 (handlers.needs_timer reads CLEANED_UP here)
+from .cleanup import after_finish
 from .clock import rfc3339, seconds_since
 from .conditions import Cond, find, merge_conditions, phase_conditions
 from .model import (
