@@ -392,6 +392,13 @@ class ExtractionJobSpec(PrismModel):
         default=True,
         description="Skip files whose content hash and extractor versions are already in the sink.",
     )
+    deleted_files: Literal["Keep", "Delete"] = Field(
+        default="Keep",
+        description="Keep: points of files the collection records but this run's listing no longer lists "
+        "(deleted, moved, renamed, now excluded) stay. Delete: once the stream ended, those files lose their "
+        "points and records, so the collection mirrors the source; every file the collection records counts, "
+        "whichever job wrote it. An empty listing deletes nothing (a missing mount must not wipe a collection).",
+    )
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ExtractionJobSpec:
