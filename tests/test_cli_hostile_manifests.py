@@ -1,0 +1,150 @@
+"""Hostile manifests (issue 15): `prism validate` and `prism run` refuse them fast, in bounded memory,
+with one message naming the file, the field or the limit, and never a traceback.
+
+Every case runs the real console script in a child process; time and peak RSS are the child's own
+(measured by a small wrapper process whose only child it is), and the wrapper caps the child's address
+space, so a regression fails the test instead of exhausting the machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRISM = shutil.which("prism", path=str(Path(sys.executable).parent)) or "prism"
+
+# Runs argv[2:] with an address-space cap of argv[1] bytes; prints its rc, wall seconds and peak RSS (KiB).
+MEASURE = textwrap.dedent("""
+    import resource, subprocess, sys, time
+    cap = int(sys.argv[1])
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    start = time.monotonic()
+    try:
+        rc = subprocess.run(sys.argv[2:], preexec_fn=limit, timeout=30).returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    took = time.monotonic() - start
+    print(file=sys.stderr)
+    print(rc, round(took, 2), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+""")
+
+
+def measured(*args: str, cwd: Path = ROOT, cap_bytes: int = 3 * 1024**3, env: dict | None = None
+             ) -> tuple[object, float, int, str, str]:
+    """(rc, seconds, peak RSS in MiB, stdout, stderr) of `prism ARGS`."""
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(cap_bytes), PRISM, *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, env=env)
+    *stderr, last = proc.stderr.rstrip("\n").split("\n")
+    rc, seconds, peak_kib = last.split()
+    return (int(rc) if rc != "timeout" else rc), float(seconds), int(peak_kib) // 1024, proc.stdout, "\n".join(stderr)
+
+
+def job_yaml(options: str = "{}", *, source: str = "/tmp", extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: prism.dev/v1alpha1
+        kind: ExtractionJob
+        metadata:
+          name: hostile
+        spec:
+          source:
+            uri: {source}
+          extractors:
+            - name: words
+              kind: "python: tests.pipeline.plugins:Poisoned"
+              options: {options}
+          sink:
+            qdrant:
+              collection: hostile
+        """) + extra
+
+
+def billion_laughs(levels: int = 9, width: int = 9) -> str:
+    """The classic alias bomb: `width ** levels` strings (387 million here) in a few hundred bytes."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def bomb_in_options() -> str:
+    body = textwrap.indent(billion_laughs(), "  ")
+    return job_yaml("\n" + textwrap.indent(body, "        "))
+
+
+# -- YAML bombs and limits --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["top-level", "options"])
+def test_validate_refuses_a_billion_laughs_fast_and_small(tmp_path, where):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs() if where == "top-level" else bomb_in_options())
+    rc, seconds, peak_mib, _, err = measured("validate", str(bomb))
+    assert rc == 1, err[-2000:]
+    assert f"{bomb}: line " in err and "aliases" in err, err[-2000:]
+    assert "Traceback" not in err
+    assert seconds < 5 and peak_mib < 200, (seconds, peak_mib)
+
+
+def test_run_refuses_a_billion_laughs_in_options_before_ray(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(bomb_in_options())
+    rc, seconds, peak_mib, _, err = measured("run", "--state-dir", str(tmp_path / "state"), str(bomb))
+    assert rc == 2, err[-2000:]
+    assert f"{bomb}: line " in err and "aliases" in err and "Traceback" not in err, err[-2000:]
+    assert seconds < 10 and peak_mib < 300, (seconds, peak_mib)
+
+
+def test_validate_refuses_an_oversized_manifest_without_reading_it(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text(job_yaml(extra="# " + "x" * 100 + "\n") + ("#" + "y" * 1000 + "\n") * 57_000)  # 57 MB
+    rc, seconds, peak_mib, _, err = measured("validate", str(big))
+    assert rc == 1 and f"{big}: 54.5 MiB is larger than a manifest may be (3 MiB" in err, err[-2000:]
+    assert seconds < 5 and peak_mib < 100, (seconds, peak_mib)
+
+
+@pytest.mark.parametrize(("levels", "message"), [
+    (200, "line 11: nested more than 64 levels deep"),
+    (50_000, "not valid YAML: while increasing flow level\nexceeded maximum nesting depth"),  # libyaml's own bound
+])
+def test_validate_refuses_deep_nesting(tmp_path, levels, message):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(job_yaml("[" * levels + "]" * levels))
+    rc, seconds, _, _, err = measured("validate", str(deep))
+    assert rc == 1 and f"{deep}: {message}" in err, err[-2000:]
+    assert "Traceback" not in err and seconds < 5, (seconds, err[-2000:])
+
+
+def test_validate_refuses_duplicate_keys_recursive_aliases_non_utf8_and_directories(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(job_yaml().replace("  name: hostile\n", "  name: hostile\n  name: other\n"))
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(job_yaml("&o {a: *o}"))
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(job_yaml().replace("name: hostile", "name: caf\xe9").encode("latin-1"))
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    rc, _, _, _, err = measured("validate", str(dup), str(loop), str(latin), str(folder))
+    assert rc == 1
+    lines = err.splitlines()
+    assert f"{dup}: line 5: duplicate key 'name' (first at line 4); YAML keeps only the last one, so remove or " \
+           "rename one of them" in lines
+    assert any(line.startswith(f"{loop}: line 11: an alias refers to the collection it is in") for line in lines), err
+    assert f"{latin}: line 4: not UTF-8 (byte 0xe9 at offset 72); save the file as UTF-8" in lines
+    assert f"{folder}: is a directory; give the manifest files in it (e.g. {folder}/*.yaml)" in lines
+    assert "Traceback" not in err
+
+
+def test_merge_keys_and_a_few_aliases_stay_valid(tmp_path):
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(job_yaml("&opts {a: 1}", extra="---\n" + job_yaml("{<<: *shared, b: 2}").replace(
+        "metadata:", "x-shared: &shared {a: 1, c: [1, 2]}\nmetadata:")))
+    proc = subprocess.run([PRISM, "validate", str(ok)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # x-shared is not a field of an ExtractionJob: the anchor holder is refused, its alias is not.
+    assert f"{ok}[0]: ExtractionJob hostile is valid" in proc.stdout, proc.stderr
+    assert "x-shared" in proc.stderr and "alias" not in proc.stderr, proc.stderr
