@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress-port", type=int, default=None,
                         help="also serve Prometheus progress on this port (default: off)")
     parser.add_argument("--no-progress-bar", action="store_true", help="print only the summary")
+    parser.add_argument("--delete-missing", action="store_true",
+                        help="remove from the collection the files it records that the source no longer lists "
+                        "(deleted, moved, renamed; sets spec.deletedFiles Delete; an empty listing deletes nothing)")
     parser.add_argument("--full", action="store_true",
                         help="process every file even if already written (ignore spec.incremental)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's own logs")
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         for err in exc.errors:
             print(f"{docs[0].where}: {err}", file=sys.stderr)
         return 2
+    if args.delete_missing:
+        job = job.model_copy(update={"spec": job.spec.model_copy(update={"deleted_files": "Delete"})})
     if args.full:
         job = job.model_copy(update={"spec": job.spec.model_copy(update={"incremental": False})})
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

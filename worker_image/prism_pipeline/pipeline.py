@@ -62,6 +62,7 @@ class JobResult:
     collection: str
     points_in_collection: int | None = None
     extractors: list[str] = field(default_factory=list)
+    files_removed: int = 0  # spec.deletedFiles Delete: recorded files no longer listed, points deleted
 
     @property
     def failures(self) -> list[Failure]:
@@ -88,7 +89,8 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
         progress = _start_progress(name, len(refs), progress_port, namespace, attempt, on_progress)
         tracker = FileTracker(files_total=len(refs))
         _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker)
-        result = _verdict(name, spec, extractors, tracker, sink, started)
+        removed = _delete_missing(spec, sink, refs, progress, tracker)
+        result = _verdict(name, spec, extractors, tracker, sink, started, removed)
     _finish(progress, tracker, result)
     return result
 
@@ -342,8 +344,26 @@ class _Records:
 
 # -- after the stream ---------------------------------------------------------------------------------
 
+def _delete_missing(spec: ExtractionJobSpec, sink: Sink, refs: list, progress: Any, tracker: FileTracker) -> int:
+    """spec.deletedFiles Delete, once the stream ended: files the collection records that the listing
+    did not list lose their points and records; how many. Never on an empty listing."""
+    if spec.deleted_files != "Delete":
+        return 0
+    if not refs:
+        log.warning("spec.deletedFiles Delete: the source %s listed no files, so this run deletes nothing "
+                    "(a missing mount must not wipe the collection)", spec.source.uri)
+        return 0
+    try:
+        return sink.delete_missing([r.uri for r in refs])
+    except Exception as err:
+        failed = JobError(f"spec.deletedFiles Delete: removing files no longer listed from "
+                          f"{sink.collection!r} failed: {err}")
+        _finish_failed(progress, tracker, failed)
+        raise failed from err
+
+
 def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tracker: FileTracker,
-             sink: Sink, started: float) -> JobResult:
+             sink: Sink, started: float, removed: int = 0) -> JobResult:
     """ok when the failed share of the listed files is within failurePolicy.maxFailedFileRatio."""
     t = tracker.totals
     ratio = t.files_failed / tracker.files_total if tracker.files_total else 0.0
@@ -351,11 +371,13 @@ def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tr
     ok = ratio <= limit
     message = (f"{t.files_done} files done, {t.files_skipped} skipped, {t.files_failed} failed "
                f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
+    if spec.deleted_files == "Delete":
+        message += f"; {removed} removed (no longer listed; spec.deletedFiles Delete)"
     if not ok:
         message = "too many files failed: " + message
     return JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
                      collection=sink.collection, points_in_collection=sink.count(),
-                     extractors=[ex.name for ex in extractors])
+                     extractors=[ex.name for ex in extractors], files_removed=removed)
 
 
 def _finish(progress: Any, tracker: FileTracker, result: JobResult) -> None:

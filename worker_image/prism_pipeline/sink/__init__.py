@@ -151,6 +151,20 @@ class Sink:
         """Drop the points of earlier versions of a file (same uri, other content)."""
         file_records.delete_stale(self._client, self.collection, uri, content_hash, self._attempts)
 
+    def recorded_uris(self) -> list[str]:
+        """Every file the collection has a record of, sorted."""
+        return file_records.recorded_uris(self._client, self.collection, self._attempts)
+
+    def delete_missing(self, listed: Sequence[str]) -> int:
+        """spec.deletedFiles Delete: drop the points and records of every recorded file not in `listed`;
+        how many files. An empty listing deletes nothing (a missing mount must not wipe a collection)."""
+        if not listed:
+            return 0
+        keep = set(listed)
+        gone = [uri for uri in self.recorded_uris() if uri not in keep]
+        file_records.delete_files(self._client, self.collection, gone, self._attempts)
+        return len(gone)
+
     # -- search ------------------------------------------------------------------------------------
 
     def meta(self) -> dict[str, Any] | None:

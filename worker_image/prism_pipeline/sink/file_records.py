@@ -23,6 +23,7 @@ from prism_api.conventions import files_collection
 from .retries import ATTEMPTS, call_with_retries
 
 RETRIEVE_CHUNK = 256
+SCROLL_PAGE = 1024
 FAILED_STAGE = "failed_stage"  # on the record of a file that failed: where (an extractor's name, decode)
 
 
@@ -76,3 +77,34 @@ def delete_stale(client: Any, collection: str, uri: str, content_hash: str, atte
     ))
     call_with_retries(lambda: client.delete(collection, wait=True, points_selector=selector),
                       f"deleting old points of {uri}", attempts=attempts)
+
+
+def recorded_uris(client: Any, collection: str, attempts: int = ATTEMPTS) -> list[str]:
+    """Every uri the collection has a file record of (a scroll of the companion, uri only)."""
+    name = files_collection(collection)
+    if not call_with_retries(lambda: client.collection_exists(name), f"looking up {name!r}", attempts=attempts):
+        return []
+    uris, offset = [], None
+    while True:
+        page, offset = call_with_retries(
+            lambda o=offset: client.scroll(name, offset=o, limit=SCROLL_PAGE, with_payload=[PP.URI]),
+            f"listing the file records of {name!r}", attempts=attempts)
+        uris += [p.payload[PP.URI] for p in page if (p.payload or {}).get(PP.URI)]
+        if offset is None or not page:
+            return sorted(uris)
+
+
+def delete_files(client: Any, collection: str, uris: Sequence[str], attempts: int = ATTEMPTS) -> None:
+    """Drop every point of these files (a filter on the uri keyword index) and then their records;
+    in chunks, points first, so a crash leaves records the next run deletes again."""
+    from qdrant_client import models as qm
+
+    for start in range(0, len(uris), RETRIEVE_CHUNK):
+        chunk = list(uris[start:start + RETRIEVE_CHUNK])
+        selector = qm.FilterSelector(filter=qm.Filter(
+            must=[qm.FieldCondition(key=PP.URI, match=qm.MatchAny(any=chunk))]))
+        call_with_retries(lambda s=selector: client.delete(collection, wait=True, points_selector=s),
+                          f"deleting the points of {len(chunk)} files no longer listed", attempts=attempts)
+        ids = qm.PointIdsList(points=[record_id(u) for u in chunk])
+        call_with_retries(lambda s=ids: client.delete(files_collection(collection), wait=True, points_selector=s),
+                          f"deleting the records of {len(chunk)} files no longer listed", attempts=attempts)
