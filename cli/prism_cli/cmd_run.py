@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import PORT
+
 HELP = ("Run an ExtractionJob manifest locally: Ray on this machine, the source path on disk, embedded "
         "Qdrant under .prism/. Shows a progress bar and a summary; exit 0 if the job succeeded.")
 
@@ -13,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="ExtractionJob manifest (YAML, one document)")
     parser.add_argument("--state-dir", default=".prism",
                         help="where the embedded Qdrant store and failure ledgers live (default .prism)")
-    parser.add_argument("--progress-port", type=int, default=None,
-                        help="also serve Prometheus progress on this port (default: off)")
+    parser.add_argument("--progress-port", type=PORT, default=None,
+                        help="also serve Prometheus progress on this port, 1-65535 (default: off)")
     parser.add_argument("--no-progress-bar", action="store_true", help="print only the summary")
     parser.add_argument("--delete-missing", action="store_true",
                         help="remove from the collection the files it records that the source no longer lists "
@@ -52,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
         job = job.model_copy(update={"spec": job.spec.model_copy(update={"incremental": False})})
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from prism_pipeline.runner import execute, start_ray
-
-    start_ray(job.spec, verbose=args.verbose)
-    return execute(job, state_dir=args.state_dir,
-                   progress_port=args.progress_port, show_bar=not args.no_progress_bar)
+    try:
+        from prism_pipeline.runner import run_locally
+    except KeyboardInterrupt:  # Ctrl-C while the pipeline loads, before run_locally handles signals
+        print("prism run: interrupted before the job started", file=sys.stderr)
+        return 130
+    # Exit status: 0 succeeded, 1 failed (or its failure ledger could not be written), 2 a user error
+    # (the manifest, the flags), 130 Ctrl-C / 143 SIGTERM (the summary of what finished is printed).
+    return run_locally(job, verbose=args.verbose, state_dir=args.state_dir,
+                       progress_port=args.progress_port, show_bar=not args.no_progress_bar)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
+DISTRIBUTION = "prism-extract"
 SUBCOMMANDS = ("run", "search", "failed", "validate", "render", "crd", "operator")
 
 
@@ -23,12 +25,21 @@ def _load(name: str):
         raise
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject's project name)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prism",
         description="Prism: multimodal ML extraction on Ray. Run ExtractionJobs locally, validate and "
         "render them for Kubernetes, or run the operator.",
     )
+    parser.add_argument("--version", action="version", version=f"prism {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = _load(name)

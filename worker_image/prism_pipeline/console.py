@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import threading
 import time
 from typing import Any, TextIO
@@ -12,6 +13,7 @@ from prism_pipeline.pipeline import JobResult
 
 POLL_S = 0.5
 PLAIN_EVERY_S = 10.0  # not a terminal (CI logs): one line every so often instead of redraws
+REASON_WIDTH = 90     # the failure table's reason column wraps here (the whole reason is shown)
 
 
 class ProgressBar:
@@ -100,6 +102,8 @@ def _bytes(n: float) -> str:
 def summary(result: JobResult) -> str:
     t, c = result.tracker, result.tracker.totals
     state = "Succeeded" if result.ok else "Failed"
+    if result.stopped is not None and result.stopped.signum is not None:
+        state = "Interrupted"
     lines = [
         f"Job {result.name}: {state} in {result.wall_s:.1f} s",
         "",
@@ -119,7 +123,10 @@ def summary(result: JobResult) -> str:
     if t.failures:
         lines += ["", f"  Failures ({c.files_failed}):", f"  {'STAGE':<10} {'FILES':>5}  REASON"]
         for (stage, reason), n in sorted(t.failure_reasons().items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {stage:<10} {n:>5}  {reason}")
+            # the whole reason (bounded by the ledger), wrapped under its column
+            wrapped = textwrap.wrap(reason, REASON_WIDTH, break_on_hyphens=False) or [""]
+            lines.append(f"  {stage:<10} {n:>5}  {wrapped[0]}")
+            lines += [f"  {'':<10} {'':>5}  {more}" for more in wrapped[1:]]
         lines.append("")
         for f in t.failures[:10]:
             lines.append(f"  - {f.uri} [{f.stage}]")

@@ -44,7 +44,7 @@ def failed_items(collection: str, *, extractor: str | None = None, limit: int = 
             payloads, total = sink.failed_points(extractor, limit)
         except SinkWriteError as err:
             raise SearchError(str(err)) from err
-    items = [FailedItem(uri=p.get(PP.URI, ""), key=p.get(PP.KEY, ""), item=item_of(p.get(PP.KEY, "")),
+    items = [FailedItem(uri=p.get(PP.URI, ""), key=p.get(PP.KEY, ""), item=item_of(p.get(PP.KEY, ""), p.get(PP.URI, "")),
                         failures=tuple(PP.failures_of(p)))
              for p in payloads]
     return FailedItems(sorted(items, key=lambda i: (i.uri, i.key)), total)

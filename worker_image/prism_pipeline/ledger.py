@@ -9,12 +9,15 @@ so the next incremental run extracts it again (incremental.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from prism_api.point_payload import ExtractorFailure
 from prism_api.progress_report import Counts, FailedFile
 from prism_pipeline import rows as R
 
@@ -89,6 +92,12 @@ class FileTracker:
         self.totals.points_written += points_written
         return [f for f in map(self.observe, outcomes) if f is not None]
 
+    def fail_unlisted(self, failures: list[Failure]) -> None:
+        """Entries the listing could not carry or read (stage "list"): failed files, counted in
+        files_total by the caller."""
+        for f in failures:
+            self._fail(f.uri, f.stage, f.error)
+
     def _fail(self, uri: str, stage: str, error: str) -> None:
         self.totals.files_failed += 1
         self._finished_uris.add(uri)
@@ -115,17 +124,27 @@ class FileTracker:
                       points_written=t.points_written)
 
     def failure_reasons(self) -> Counter:
-        """Failures grouped by stage and the error's first words (for the summary table)."""
+        """Failures grouped by stage and reason (for the summary table)."""
         return Counter((f.stage, _reason(f.error, f.uri)) for f in self.failures)
 
     def write(self, path: Path) -> None:
-        """The full ledger as JSON lines (the status keeps only 10 samples)."""
+        """The full ledger as JSON lines (the status keeps only 10 samples), written whole or not at
+        all (a temporary file renamed over it). Raises OSError when it cannot be written."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            for failure in self.failures:
-                f.write(json.dumps(asdict(failure)) + "\n")
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with partial.open("w") as f:
+                for failure in self.failures:
+                    f.write(json.dumps(asdict(failure)) + "\n")
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
 
 
 def _reason(error: str, uri: str) -> str:
+    """The whole error without its file's name, on one line, bounded like an extractor's failure
+    reason (a traceback must not flood the table)."""
     text = error[len(uri) + 2:] if error.startswith(uri + ": ") else error
-    return text.split(";", 1)[0].strip()[:80]
+    return ExtractorFailure("", text).bounded().reason

@@ -7,7 +7,10 @@ points share one embedding space. `prism search` is this plus argument parsing a
 
 from __future__ import annotations
 
+import errno
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ class Hit:
                              # (the best-matching transcript segment), else the item's timestamp
     excerpt: str = ""        # that transcript segment's words; else the start of `text`
     failed_extractors: tuple[str, ...] = ()  # extractors that failed on the item (partial results)
+    page: int | None = None  # a document item's page, where it has one
 
 
 @dataclass
@@ -72,7 +76,11 @@ def search_many(queries: list[str], collection: str, *, vector: str | None = Non
 
 def open_collection(collection: str, *, state_dir: str | Path = ".prism", url: str | None = None) -> Sink:
     """A read handle on the embedded store under `state_dir` or the server at `url` (close it: it
-    holds the embedded store's lock). Raises SearchError when there is no store."""
+    holds the embedded store's lock). Raises SearchError when there is no store.
+
+    A store that cannot be written (a read-only mount, another user's files) cannot be locked: the
+    embedded client opens its lock file for writing. It is then read from a private copy, removed on
+    close; the store itself is left untouched."""
     try:
         return Sink.open_existing(collection, url=url, state_dir=state_dir)
     except StoreMissingError as err:
@@ -80,6 +88,36 @@ def open_collection(collection: str, *, state_dir: str | Path = ".prism", url: s
                           "(or pass --state-dir)") from err
     except StoreBusyError as err:
         raise SearchError(str(err)) from err
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        return _ReadOnlyCopy.of(collection, Path(state_dir), err)
+
+
+class _ReadOnlyCopy(Sink):
+    """A read handle on a copy of a store this process may not write; close() removes the copy."""
+
+    _copy: Path
+
+    @classmethod
+    def of(cls, collection: str, state_dir: Path, why: OSError) -> Sink:
+        copy = Path(tempfile.mkdtemp(prefix="prism-search-"))
+        try:
+            shutil.copytree(state_dir / "qdrant", copy / "qdrant", ignore=shutil.ignore_patterns(".lock"))
+            sink = cls.open_existing(collection, state_dir=copy)
+        except Exception as err:
+            shutil.rmtree(copy, ignore_errors=True)
+            raise SearchError(f"the embedded store under {state_dir}/qdrant is read-only ({why.strerror}) and "
+                              f"could not be copied to read it ({type(err).__name__}: {err}); copy the state "
+                              "dir somewhere writable and pass --state-dir") from err
+        sink._copy = copy
+        return sink
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            shutil.rmtree(self._copy, ignore_errors=True)
 
 
 def collection_meta(sink: Sink, collection: str) -> dict[str, Any]:
@@ -136,14 +174,21 @@ def hit(score: float, payload: dict[str, Any], query: str = "") -> Hit:
     segment = best_segment(payload, query)
     timestamp = payload.get("timestamp")
     at = segment[0] if segment else float(timestamp) if isinstance(timestamp, int | float) else None
-    return Hit(score=score, uri=payload.get(PP.URI, ""), key=key, item=item_of(key), text=text,
+    uri = payload.get(PP.URI, "")
+    page = payload.get("page")
+    return Hit(score=score, uri=uri, key=key, item=item_of(key, uri), text=text,
                at=at, excerpt=segment[1] if segment else text,
-               failed_extractors=tuple(f.extractor for f in PP.failures_of(payload)))
+               failed_extractors=tuple(f.extractor for f in PP.failures_of(payload)),
+               page=page if isinstance(page, int) else None)
 
 
-def item_of(key: str) -> str:
-    """The position part of an item key (`chunk=1`, `frame=48`), "-" for a whole file."""
-    return key.split("#", 1)[1] if "#" in key else "-"
+def item_of(key: str, uri: str | None = None) -> str:
+    """The position part of an item key `<uri>#<position>` (`chunk=1`, `frame=48`), "-" for a whole
+    file. With the uri given, a `#` in the file's name is part of the uri, not the position."""
+    if uri is not None and key.startswith(uri):
+        position = key[len(uri) + 1:] if key[len(uri):len(uri) + 1] == "#" else ""
+        return position or "-"
+    return key.rsplit("#", 1)[1] if "#" in key else "-"
 
 
 def spoken_at(payload: dict[str, Any], query: str) -> float | None:
