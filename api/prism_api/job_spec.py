@@ -11,6 +11,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .conventions import FILES_COLLECTION_SUFFIX, PRISM_MARK
+from .extractor_options import (
+    OPTIONS_MAX_BYTES,
+    OPTIONS_MAX_DEPTH,
+    OPTIONS_MAX_KEYS,
+    OptionsTooLarge,
+    check_bounds,
+)
 from .fields import DNS1123_LABEL, PrismModel, Quantity, coerce_quantity
 
 BUILTIN_KINDS = (
@@ -102,6 +110,10 @@ class VideoPreprocess(PrismModel):
     max_frames: int = Field(default=600, ge=1, le=100_000,
                            description="At most this many frames per video (evenly spread beyond it).")
     audio: bool = Field(default=True, description="Also extract the audio track as audio items.")
+    max_source_frames: int = Field(
+        default=1_000_000, ge=1, le=100_000_000,
+        description="Videos with more frames than this (about 9 hours at 30 fps) are recorded as failed "
+        "before any frame is decoded; the frame index is held in memory while a video is read.")
 
 
 class ImagePreprocess(PrismModel):
@@ -109,6 +121,10 @@ class ImagePreprocess(PrismModel):
 
     max_side: int = Field(default=1024, ge=16, le=16384,
                          description="Longest side after decoding, in pixels (JPEGs decode at reduced size).")
+    max_pixels: int = Field(
+        default=178_956_970, ge=1, le=4_000_000_000,
+        description="Images and video frames with more source pixels (width x height) than this are "
+        "recorded as failed before they are decoded (decompression bombs).")
 
 
 class AudioPreprocess(PrismModel):
@@ -118,6 +134,11 @@ class AudioPreprocess(PrismModel):
                             description="Resample to this rate, in Hz (mono).")
     chunk_seconds: float = Field(default=30.0, gt=0, le=600,
                                 description="Length of each audio item, in seconds.")
+    max_duration_seconds: float = Field(
+        default=14_400, gt=0, le=604_800,
+        description="Audio (files and video tracks) longer than this is recorded as failed. Decoded "
+        "samples are spooled to a temporary file, not held in memory: this bounds that file (4 hours at "
+        "16 kHz: 0.9 GB) and the decode time.")
 
 
 class DocumentPreprocess(PrismModel):
@@ -127,6 +148,12 @@ class DocumentPreprocess(PrismModel):
                             description="Characters per text chunk.")
     overlap_chars: int = Field(default=200, ge=0, le=50_000,
                               description="Characters shared by consecutive chunks; less than chunkChars.")
+    max_pages: int = Field(default=5000, ge=1, le=1_000_000,
+                           description="PDFs with more pages than this are recorded as failed.")
+    max_chars: int = Field(
+        default=20_000_000, ge=1000, le=1_000_000_000,
+        description="Documents whose text is longer than this many characters are recorded as failed "
+        "(the text and its chunks are held in memory while a document is read).")
 
 
 class Preprocess(PrismModel):
@@ -177,8 +204,9 @@ class ExtractorSpec(PrismModel):
                                           description=ExtractorResources.__doc__)
     concurrency: Concurrency = Field(default_factory=Concurrency, description=Concurrency.__doc__)
     options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Kind-specific options (free-form; see the extractor catalogue in the README).",
+        default_factory=dict, max_length=OPTIONS_MAX_KEYS,
+        description=f"Kind-specific options (see the extractor catalogue in the README): at most {OPTIONS_MAX_KEYS} "
+        f"entries, {OPTIONS_MAX_DEPTH} levels and {OPTIONS_MAX_BYTES // 1024} KiB as JSON.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -194,6 +222,15 @@ class ExtractorSpec(PrismModel):
             "unknown extractor kind '{got}'; use one of {allowed} or 'python: package.module:Class'",
             {"got": kind, "allowed": ", ".join(BUILTIN_KINDS)},
         )
+
+    @field_validator("options")
+    @classmethod
+    def _bounded_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_bounds(options)
+        except OptionsTooLarge as err:
+            raise PydanticCustomError("options_bounds", "{why}", {"why": str(err)}) from None
+        return options
 
     @property
     def plugin_path(self) -> str | None:
@@ -216,6 +253,18 @@ class QdrantSink(PrismModel):
     batch_size: int = Field(default=256, ge=1, le=10_000, description="Points per upsert.")
     timeout_seconds: float = Field(default=30, gt=0, le=600,
                                   description="Timeout of one Qdrant request.")
+
+    @field_validator("collection")
+    @classmethod
+    def _not_prism_own(cls, collection: str) -> str:
+        if PRISM_MARK in collection:
+            raise PydanticCustomError(
+                "reserved_collection",
+                "must not contain '{mark}' (got '{got}'): Prism keeps <collection>{suffix} beside each "
+                "collection for its own records; choose another name",
+                {"mark": PRISM_MARK, "got": collection, "suffix": FILES_COLLECTION_SUFFIX},
+            )
+        return collection
 
     @field_validator("url")
     @classmethod

@@ -26,9 +26,9 @@ from prism_api import ExtractorSpec, Preprocess, SourceSpec
 from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, build
-from prism_pipeline.preprocess import DecodedFile, DecodeError, content_hash, iter_items, require_supported
+from prism_pipeline.preprocess import DecodedFile, DecodeError, iter_items, require_supported
 from prism_pipeline.preprocess.video import Thumbnails
-from prism_pipeline.sources import ReadError, read_bytes
+from prism_pipeline.sources import Fetched, ReadError, open_file
 
 ITEMS_PER_BATCH = 16  # decoded items a read task holds before handing them on (frames: a few MB each)
 
@@ -86,10 +86,12 @@ def _counts(rows: list[dict[str, Any]], extractors: list[Extractor], cpu_seconds
 def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec, pre: Preprocess,
               extractors: list[Extractor], per_batch: int = ITEMS_PER_BATCH) -> Iterator[list[dict[str, Any]]]:
     """The stream rows of one file (at least one), in lists of at most `per_batch` rows. `size` is
-    the listed size: an oversized file is refused before it is fetched."""
+    the listed size: an oversized file is refused before it is fetched. The file is read in chunks
+    (hashed on the way; a remote object spooled to a temporary file) and decoded from there, so it
+    is never held whole in memory."""
     try:
         require_supported(uri)  # the extension alone says it cannot be decoded: not fetched at all
-        data = read_bytes(uri, src, size)
+        fetched = open_file(uri, src, size)
     except DecodeError as err:
         yield [R.file_marker(uri, R.FAILED, stage=err.stage, error=str(err))]
         return
@@ -99,14 +101,21 @@ def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec
     except Exception as err:  # a source bug must cost one file, not the job
         yield [R.file_marker(uri, R.FAILED, stage="read", error=f"{type(err).__name__}: {err}")]
         return
-    digest, nbytes = content_hash(data), len(data)  # the file's one hash: skip check, items, point ids
+    with fetched:
+        yield from _decoded_rows(uri, fetched, prev_hash, pre, extractors, per_batch)
+
+
+def _decoded_rows(uri: str, fetched: Fetched, prev_hash: str | None, pre: Preprocess, extractors: list[Extractor],
+                  per_batch: int) -> Iterator[list[dict[str, Any]]]:
+    # The file's one hash (preprocess.content_hash's value): skip check, items, point ids.
+    digest, nbytes = fetched.digest, fetched.size
     if prev_hash and prev_hash == digest:
         yield [R.file_marker(uri, R.SKIPPED, content_hash=digest, bytes_read=nbytes)]
         return
     try:
         # Video thumbnails per-file extractors asked for, filled by the decoder in the same pass.
         thumbnails = dict.fromkeys(r for ex in extractors if (r := getattr(ex, "thumbnails", None)) is not None)
-        decoded = iter_items(uri, data, pre, digest, thumbnails)
+        decoded = iter_items(uri, fetched.file, pre, digest, thumbnails)
     except DecodeError as err:
         yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage=err.stage, error=str(err),
                              bytes_read=nbytes, decoded=True)]
@@ -115,7 +124,6 @@ def read_file(uri: str, size: int | None, prev_hash: str | None, src: SourceSpec
         yield [R.file_marker(uri, R.FAILED, content_hash=digest, stage="decode",
                              error=f"{uri}: {type(err).__name__}: {err}", bytes_read=nbytes, decoded=True)]
         return
-    del data  # the decoder holds what it still needs
     if not decoded.count:
         yield [R.file_marker(uri, R.EMPTY, content_hash=digest, bytes_read=nbytes, decoded=True)]
         return

@@ -4,35 +4,53 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .items import DecodeError
 
+# spec.preprocess.image.maxPixels' default: the size above which Pillow refuses to decode (2x its
+# Image.MAX_IMAGE_PIXELS); the bound is checked here, from the header, before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 178_956_970
 
-def decode_image(data: bytes, max_side: int, name: str) -> np.ndarray:
-    """HxWx3 uint8 RGB, longest side <= max_side, orientation from EXIF applied.
+
+def decode_image(data: bytes | BinaryIO, max_side: int, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """HxWx3 uint8 RGB, longest side <= max_side, orientation from EXIF applied. `data`: the bytes
+    or a binary file (Pillow reads what it needs).
 
     Truncated files raise instead of yielding a half-grey image: Pillow only notices on load().
+    Images with more than max_pixels source pixels raise before decoding (decompression bombs).
     """
-    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    lenient, pillow_limit = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
     # Another library in the process may have told Pillow to pad truncated files silently; for
-    # this decode, a truncated file must fail. Pillow has only this global switch.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # this decode, a truncated file must fail. Pillow has only this global switch. Its own pixel
+    # limit is replaced by max_pixels (checked in _decode), which a spec may set higher.
+    ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
     try:
-        return _decode(data, max_side, name)
+        return _decode(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data, max_side, name,
+                       max_pixels)
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+        ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = lenient, pillow_limit
 
 
-def _decode(data: bytes, max_side: int, name: str) -> np.ndarray:
+def check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
+    """The one pixel bound (spec.preprocess.image.maxPixels), for images and video frames alike."""
+    if width * height > max_pixels:
+        raise DecodeError(f"{name}: image too large: {width}x{height} = {width * height} pixels > "
+                          f"spec.preprocess.image.maxPixels={max_pixels}; raise maxPixels or exclude the file")
+
+
+def _decode(f: BinaryIO, max_side: int, name: str, max_pixels: int) -> np.ndarray:
+    try:
+        img = Image.open(f)
+    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, struct.error...
+        raise DecodeError(f"{name}: not a readable image ({type(err).__name__}: {err})") from err
+    check_pixels(*img.size, max_pixels, name)
     try:
         with warnings.catch_warnings():
-            # Between 1x and 2x Image.MAX_IMAGE_PIXELS (89-179 MP) Pillow only warns: large camera
-            # photos are legitimate, and JPEGs decode reduced anyway. Above 2x it raises (below).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
             _draft(img, max_side)
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -41,8 +59,6 @@ def _decode(data: bytes, max_side: int, name: str) -> np.ndarray:
             if max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(img, dtype=np.uint8).copy()
-    except Image.DecompressionBombError as err:
-        raise DecodeError(f"{name}: image too large to decode safely ({err})") from err
     except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, struct.error...
         raise DecodeError(f"{name}: not a readable image ({type(err).__name__}: {err})") from err
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image import fit_within
+from .image import check_pixels, fit_within
 from .items import DecodeError
 
 
@@ -81,14 +81,19 @@ class FramePlan:
     time_base: float
 
 
-def plan_frames(container, stream, fps: float, max_frames: int, name: str) -> FramePlan:
+def plan_frames(container, stream, fps: float, max_frames: int, name: str, max_source_frames: int | None = None,
+                max_pixels: int | None = None) -> FramePlan:
     """The frames to sample (framesPerSecond, at most maxFrames), from a demux pass that decodes
-    nothing. Raises DecodeError for a stream that cannot be indexed or has no frames."""
+    nothing. Raises DecodeError for a stream that cannot be indexed or has no frames, whose frames
+    are larger than max_pixels (image.maxPixels, from the stream header) or that has more than
+    max_source_frames frames (video.maxSourceFrames: the index is held in memory)."""
     import av
 
     stream.thread_type = "AUTO"
+    if max_pixels is not None:
+        check_pixels(stream.codec_context.width or 0, stream.codec_context.height or 0, max_pixels, name)
     try:
-        index = _index(container, stream)
+        index = _index(container, stream, max_source_frames, name)
     except av.error.FFmpegError as err:
         raise DecodeError(f"{name}: video cannot be read ({err})") from err
     if index is None:
@@ -109,18 +114,17 @@ def decode_frames(container, stream, plan: FramePlan, max_side: int, name: str,
     import av
 
     index, tb = plan.index, plan.time_base
-    by_pts = {p: i for i, p in enumerate(index.pts)}
     produced = 0
     requested = thumbnails
     if requested:
         collectors = [_Collector(r, len(index.pts), index.start, tb) for r in requested]
-        frames = _decode_every(container, stream, index, by_pts, plan.targets, max_side, collectors)
+        frames = _decode_every(container, stream, index, plan.targets, max_side, collectors)
     else:
         collectors, frames = [], _decode_wanted(container, stream, index, plan.targets, max_side)
     try:
         for p, img in frames:
             produced += 1
-            yield SampledFrame(by_pts.get(p, _frame_at(index, p)), round((p - index.start) * tb, 6), img)
+            yield SampledFrame(_frame_at(index, p), round((p - index.start) * tb, 6), img)
     except av.error.FFmpegError as err:
         if not produced:
             raise DecodeError(f"{name}: video cannot be decoded ({err})") from err
@@ -161,7 +165,7 @@ class _Collector:
         return Thumbnails(self.images[kept], self.frames[kept], self.timestamps[kept], self.stride)
 
 
-def _decode_every(container, stream, index: _Index, by_pts: dict[int, int], targets: list[int], max_side: int,
+def _decode_every(container, stream, index: _Index, targets: list[int], max_side: int,
                   collectors: list[_Collector]) -> Iterator[tuple[int, np.ndarray]]:
     """(pts, RGB image) of the target frames, like _decode_wanted, from one sequential pass over the
     whole stream (no seeking) that hands every frame to the thumbnail collectors. Decoding goes on
@@ -172,9 +176,7 @@ def _decode_every(container, stream, index: _Index, by_pts: dict[int, int], targ
         ts = frame.pts if frame.pts is not None else frame.dts
         if ts is None:
             continue
-        n = by_pts.get(ts)
-        if n is None:
-            n = _frame_at(index, ts)
+        n = _frame_at(index, ts)
         for c in collectors:
             c.add(n, ts, frame)
         if i < len(targets) and ts >= targets[i]:
@@ -184,8 +186,9 @@ def _decode_every(container, stream, index: _Index, by_pts: dict[int, int], targ
                 i += 1  # a damaged stream skipped past these; the frame shown covers them
 
 
-def _index(container, stream) -> _Index | None:
-    """Timestamps and keyframes of every video packet, without decoding any of them."""
+def _index(container, stream, max_frames: int | None = None, name: str = "") -> _Index | None:
+    """Timestamps and keyframes of every video packet, without decoding any of them; DecodeError
+    past max_frames packets (spec.preprocess.video.maxSourceFrames), so the index stays bounded."""
     import av
 
     pts, keyframes, last_duration = [], [], 0
@@ -194,6 +197,10 @@ def _index(container, stream) -> _Index | None:
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None or packet.size == 0:
                 continue  # the flush packet at the end, or a packet with no timestamp to place
+            if max_frames is not None and len(pts) >= max_frames:
+                raise DecodeError(f"{name}: video has more than {max_frames} frames "
+                                  f"(spec.preprocess.video.maxSourceFrames={max_frames}); raise maxSourceFrames "
+                                  "or exclude the file")
             pts.append(ts)
             if packet.is_keyframe:
                 keyframes.append(ts)

@@ -2,53 +2,95 @@
 
 Local paths and file:// are read with the standard library (no fsspec hop per file); s3:// and gs://
 go through fsspec (s3fs, gcsfs). Listing returns only (uri, size) so the driver never touches file
-contents; read tasks call `read_bytes`, which enforces the per-file timeout and size limit.
+contents; read tasks call `open_file`, which enforces the per-file timeout and size limit and reads
+each file in chunks (hashing it, spooling a remote object to a temporary file), never whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
 
 from prism_api import SourceSpec
+from prism_api.failed_file import FailedFile
 
 from .globs import compile_globs
 from .local_files import list_local, read_local
 from .refs import FileRef, ReadError, SourceError, check_size
 from .remote import filesystem, list_remote, read_remote
 
-__all__ = ["FileRef", "ReadError", "SourceError", "check_size", "compile_globs", "list_files", "read_bytes", "split_uri"]
+__all__ = ["Fetched", "FileRef", "Listing", "ReadError", "SourceError", "check_size", "compile_globs", "list_files",
+           "list_source", "open_file", "read_bytes", "split_uri"]
 
 T = TypeVar("T")
 
 REMOTE_SCHEMES = ("s3", "gs")
 
 
-def list_files(source: SourceSpec) -> list[FileRef]:
-    """Every file under `source.uri` that matches include and not exclude, sorted by uri.
+@dataclass
+class Listing:
+    """What a listing found: the files to process (sorted by uri), and the entries it could not
+    list (stage "list"): a file whose name is not valid UTF-8 (no uri could carry it through the
+    pipeline and the sink), a folder it may not read. Each of those counts as one failed file."""
+
+    refs: list[FileRef]
+    failures: list[FailedFile]
+
+
+def list_source(source: SourceSpec) -> Listing:
+    """Every file under `source.uri` that matches include and not exclude, sorted by uri, and the
+    entries that could not be listed. Raises SourceError when the source itself cannot be listed.
 
     Hidden files and folders (a path part starting with '.': .DS_Store, .git/, ._resource forks)
     are never listed: they are not media, and each would count as a failed file.
     """
     match = compile_globs(source.include, source.exclude)
     scheme, path = split_uri(source.uri)
+    failures: list[FailedFile] = []
     if scheme is None:
-        refs = list_local(path, source.uri, match)
+        refs = list_local(path, source.uri, match, failures.append)
     else:
         refs = list_remote(scheme, path, source, match)
-    return sorted(refs, key=lambda ref: ref.uri)
+    return Listing(sorted(refs, key=lambda ref: ref.uri), sorted(failures, key=lambda f: f.uri))
 
 
-def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
-    """The whole content of one file listed by `list_files`.
+def list_files(source: SourceSpec) -> list[FileRef]:
+    """The files of `list_source` (without the entries it could not list)."""
+    return list_source(source).refs
+
+
+@dataclass
+class Fetched:
+    """One fetched file: `file` is a seekable binary file at its start (the local file itself, or a
+    temporary spool of a remote object), `digest` the sha256 of its bytes (preprocess.content_hash's
+    value, computed while reading), `size` how many bytes were read. Close it when done."""
+
+    file: BinaryIO
+    digest: str
+    size: int
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Fetched:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_file(uri: str, source: SourceSpec, size: int | None = None) -> Fetched:
+    """One file listed by `list_files`, read once in chunks (hashed on the way), never whole in memory.
 
     Raises ReadError when the file is missing, unreadable, larger than `source.max_file_bytes`
     or not fetched within `source.read_timeout_seconds`. Passing the listed `size` refuses an
     oversized object before any download (otherwise up to maxFileBytes + 1 bytes are fetched to
-    find out, since a remote read makes one request and no HEAD).
+    find out). Remote objects are spooled to an anonymous temporary file (local disk).
     """
     limit = source.max_file_bytes
     if size is not None:
@@ -58,12 +100,25 @@ def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
         fs = None if scheme is None else filesystem(scheme, source)
     except SourceError as err:  # e.g. gcsfs missing on this worker: each file reports it
         raise ReadError(f"{uri}: {err}") from err
+    hasher = hashlib.sha256()  # the algorithm of preprocess.content_hash: incremental skips compare them
     if fs is None:
-        data = _with_deadline(lambda: read_local(path, uri, limit), source.read_timeout_seconds, uri)
+        f = _with_deadline(lambda: read_local(path, uri, limit, hasher.update), source.read_timeout_seconds, uri)
     else:
-        data = _with_deadline(lambda: read_remote(fs, path, uri, limit), source.read_timeout_seconds, uri)
-    check_size(uri, len(data), limit, at_least=True)  # the listing may be stale, or the source lie
-    return data
+        f = _with_deadline(lambda: read_remote(fs, path, uri, limit, hasher.update), source.read_timeout_seconds,
+                           uri)
+    nbytes = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    if nbytes > limit:  # the listing may be stale, or the source lie
+        f.close()
+        check_size(uri, nbytes, limit, at_least=True)
+    return Fetched(f, hasher.hexdigest(), nbytes)
+
+
+def read_bytes(uri: str, source: SourceSpec, size: int | None = None) -> bytes:
+    """The whole content of one file (open_file, then read): for small files and tests only; the
+    read stage decodes from `open_file`'s file and never holds a file whole."""
+    with open_file(uri, source, size) as fetched:
+        return fetched.file.read()
 
 
 def split_uri(uri: str) -> tuple[str | None, str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Files are read in pieces of this size (hashed and spooled as they come), never whole.
+READ_CHUNK = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class FileRef:

@@ -4,13 +4,15 @@ S3 clients come from prism_pipeline.s3, the factory s3:// models use too."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from functools import lru_cache
+from typing import BinaryIO
 
 from prism_api import SourceSpec
 from prism_pipeline import s3
 
-from .refs import FileRef, ReadError, SourceError
+from .refs import READ_CHUNK, FileRef, ReadError, SourceError
 
 # One listing page is small: a stalled store should fail the listing in minutes, not hours.
 _LIST_REQUEST_TIMEOUT = 30.0
@@ -50,22 +52,40 @@ def _remote_hint(scheme: str, source: SourceSpec, what: str) -> str:
             "(GOOGLE_APPLICATION_CREDENTIALS)")
 
 
-def read_remote(fs, path: str, uri: str, limit: int) -> bytes:
+def read_remote(fs, path: str, uri: str, limit: int, sink: Callable[[bytes], None]) -> BinaryIO:
+    """The object spooled to an anonymous temporary file, left at its start: fetched in ranged GETs
+    of READ_CHUNK bytes, each passed to `sink` (the hash) and written out before the next, so memory
+    holds one chunk whatever the object's size. An object larger than `limit` is cut at limit + 1
+    bytes (then refused as oversized by the caller)."""
+    spool = tempfile.TemporaryFile(prefix="prism-read-")  # noqa: SIM115 - the caller owns it
     try:
-        try:
-            # A ranged GET: one request, and an oversized object is cut at limit + 1 bytes.
-            return fs.cat_file(path, start=0, end=limit + 1)
-        except OSError as err:
-            if "range" not in str(err).lower():
-                raise
-            # S3 answers 416 to any range on a zero-byte object: fetch it whole (it is empty).
-            return fs.cat_file(path)
-    except FileNotFoundError as err:
-        raise ReadError(f"{uri}: missing (deleted after listing?)") from err
-    except PermissionError as err:
-        raise ReadError(f"{uri}: access denied; check the credentials in spec.source.secretRef") from err
-    except Exception as err:
-        raise ReadError(f"{uri}: {type(err).__name__}: {err}") from err
+        total = 0
+        while total <= limit:
+            want = min(READ_CHUNK, limit + 1 - total)
+            try:
+                chunk = fs.cat_file(path, start=total, end=total + want)
+            except OSError as err:
+                if "range" not in str(err).lower():
+                    raise
+                # S3 answers 416 to a range at or past the end: an empty object, or one whose size
+                # is a multiple of the chunk. Nothing more to read.
+                break
+            spool.write(chunk)
+            sink(chunk)
+            total += len(chunk)
+            if len(chunk) < want:
+                break
+        spool.seek(0)
+        return spool
+    except BaseException as err:
+        spool.close()
+        if isinstance(err, FileNotFoundError):
+            raise ReadError(f"{uri}: missing (deleted after listing?)") from err
+        if isinstance(err, PermissionError):
+            raise ReadError(f"{uri}: access denied; check the credentials in spec.source.secretRef") from err
+        if isinstance(err, Exception) and not isinstance(err, ReadError):
+            raise ReadError(f"{uri}: {type(err).__name__}: {err}") from err
+        raise
 
 
 def filesystem(scheme: str, source: SourceSpec, request_timeout: float | None = None):

@@ -1,0 +1,205 @@
+"""Hostile input (issue 15, item 3): every decoder stops at a bound on what it decodes (audio
+duration, video frames, image pixels, PDF pages, text characters) and the file lands in the ledger
+with a reason naming the spec field to raise; files are streamed from where they lie, never read
+whole into memory. Memory is measured as the real peak RSS of a child process (wait4's rusage)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from prism_api import SourceSpec
+from prism_pipeline import rows as R
+from prism_pipeline.read_stage import read_file
+
+from .conftest import make_media, preprocess, video_bytes
+
+MiB = 1024 * 1024
+
+# The child reads one file through the read stage (fetch, hash, decode, every row) and prints
+# what the ledger would record: each row's status and the first error.
+CHILD = textwrap.dedent("""
+    import json, sys
+    from prism_api import Preprocess, SourceSpec
+    from prism_pipeline.read_stage import read_file
+    uri, pre = sys.argv[1], Preprocess.model_validate(json.loads(sys.argv[2]))
+    src = SourceSpec(uri=uri, maxFileBytes=int(sys.argv[3]))
+    import os
+    statuses, errors, items = {}, [], 0
+    for rows in read_file(uri, os.path.getsize(uri), None, src, pre, []):
+        for row in rows:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+            errors += [e["error"] for e in row["errors"]]
+    print(json.dumps({"statuses": statuses, "errors": errors}))
+""")
+
+
+class _Measured(subprocess.Popen):
+    """Popen that reaps with wait4, keeping the child's own peak RSS (ru_maxrss, KiB on Linux)."""
+
+    def _try_wait(self, wait_flags):
+        pid, status, usage = os.wait4(self.pid, wait_flags)
+        if pid == self.pid:
+            self.peak_rss = usage.ru_maxrss * 1024
+        return pid, status
+
+
+def measured(path, pre: dict | None = None, max_file_bytes: int = 2 * 1024**3) -> tuple[dict, int]:
+    proc = _Measured([sys.executable, "-c", CHILD, str(path), json.dumps(pre or {}), str(max_file_bytes)],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), proc.peak_rss
+
+
+def silent_flac(path, hours: float, rate: int = 8000) -> None:
+    """Hours of silence as FLAC: a few MB on disk, gigabytes once decoded to float samples."""
+    with av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate, layout="mono")
+        minute = np.zeros((1, rate * 60), np.int16)
+        for m in range(round(hours * 60)):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, m * rate * 60
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def six_hours(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hostile") / "silence.flac"
+    silent_flac(path, 6)
+    assert path.stat().st_size < 8 * MiB
+    return path
+
+
+# --- audio: the issue's 4 MB FLAC of six hours of silence ---------------------------------------
+
+def test_hours_of_compressed_silence_fail_on_the_duration_bound_in_bounded_memory(six_hours):
+    got, peak = measured(six_hours)
+    assert got["statuses"] == {R.FAILED: 1}
+    [error] = got["errors"]
+    assert "longer than 14400s" in error and "spec.preprocess.audio.maxDurationSeconds" in error, error
+    assert peak < 600 * MiB, f"peak RSS {peak / MiB:.0f} MiB"
+
+
+def test_a_long_track_within_the_bound_streams_its_chunks_in_bounded_memory(tmp_path):
+    # One hour: 230 MB of samples at 16 kHz, held twice over by a decoder that keeps the track in
+    # memory (about 530 MiB peak before the spool); from the spool, one chunk at a time.
+    silent_flac(tmp_path / "hour.flac", 1)
+    got, peak = measured(tmp_path / "hour.flac", {"audio": {"maxDurationSeconds": 3600, "chunkSeconds": 60}})
+    assert got == {"statuses": {R.ITEM: 60}, "errors": []}
+    assert peak < 300 * MiB, f"peak RSS {peak / MiB:.0f} MiB"
+
+
+# --- streaming reads: sparse files up to the size limit are never held whole ----------------------
+
+@pytest.mark.parametrize("name", ["big.txt", "big.mp4"])
+def test_a_2_gib_file_is_hashed_and_decoded_without_holding_it(tmp_path, name):
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        f.truncate(2 * 1024**3)  # sparse: costs no disk
+    got, peak = measured(path)
+    assert got["statuses"] == {R.FAILED: 1}
+    assert peak < 400 * MiB, f"peak RSS {peak / MiB:.0f} MiB for a 2 GiB file"
+
+
+def test_the_streamed_hash_is_the_content_hash_of_the_bytes(tmp_path):
+    import hashlib
+
+    data = os.urandom(3 * MiB + 17)
+    (tmp_path / "a.txt").write_bytes(data)
+    src = SourceSpec(uri=str(tmp_path))
+    [[row]] = list(read_file(str(tmp_path / "a.txt"), len(data), None, src, preprocess(), []))
+    assert row["content_hash"] == hashlib.sha256(data).hexdigest() and row["bytes_read"] == len(data)
+    [[skipped]] = list(read_file(str(tmp_path / "a.txt"), len(data), hashlib.sha256(data).hexdigest(), src,
+                                 preprocess(), []))
+    assert skipped["status"] == R.SKIPPED
+
+
+# --- one bound per decoder, each naming its field -------------------------------------------------
+
+def failed(tmp_path, name: str, data: bytes, pre) -> str:
+    (tmp_path / name).write_bytes(data)
+    batches = list(read_file(str(tmp_path / name), len(data), None, SourceSpec(uri=str(tmp_path)), pre, []))
+    [[row]] = batches
+    assert row["status"] == R.FAILED, row
+    [error] = row["errors"]
+    assert error["stage"] == "decode"
+    return error["error"]
+
+
+def test_audio_over_max_duration(tmp_path):
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000 * 20), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    error = failed(tmp_path, "a.wav", buf.getvalue(), preprocess(audio={"maxDurationSeconds": 10}))
+    assert "longer than 10s" in error and "spec.preprocess.audio.maxDurationSeconds" in error
+
+
+def test_video_over_max_source_frames(tmp_path):
+    data = video_bytes(3.0, fps=10, audio_rate=None)
+    error = failed(tmp_path, "v.mp4", data, preprocess(video={"maxSourceFrames": 20}))
+    assert "more than 20 frames" in error and "spec.preprocess.video.maxSourceFrames" in error
+    ok = list(read_file(str(tmp_path / "v.mp4"), len(data), None, SourceSpec(uri=str(tmp_path)),
+                        preprocess(video={"maxSourceFrames": 30}), []))
+    assert {row["status"] for rows in ok for row in rows} == {R.ITEM}
+
+
+def test_video_frames_over_max_pixels(tmp_path):
+    data = video_bytes(1.0, fps=5, size=(320, 240), audio_rate=None)
+    error = failed(tmp_path, "v.mp4", data, preprocess(image={"maxPixels": 320 * 240 - 1}))
+    assert "320x240" in error and "spec.preprocess.image.maxPixels" in error
+
+
+def test_image_over_max_pixels(tmp_path):
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), "white").save(buf, "PNG")
+    error = failed(tmp_path, "i.png", buf.getvalue(), preprocess(image={"maxPixels": 400 * 300 - 1}))
+    assert "400x300" in error and "spec.preprocess.image.maxPixels" in error
+    ok = list(read_file(str(tmp_path / "i.png"), len(buf.getvalue()), None, SourceSpec(uri=str(tmp_path)),
+                        preprocess(image={"maxPixels": 400 * 300}), []))
+    assert [row["status"] for rows in ok for row in rows] == [R.ITEM]
+
+
+def test_pdf_over_max_pages(tmp_path):
+    data = make_media().pdf([[f"Page {n} text."] for n in range(1, 6)])
+    error = failed(tmp_path, "d.pdf", data, preprocess(document={"maxPages": 4}))
+    assert "more than 4 pages" in error and "spec.preprocess.document.maxPages" in error
+
+
+def test_text_over_max_chars(tmp_path):
+    data = ("word " * 30_000).encode()
+    error = failed(tmp_path, "d.txt", data, preprocess(document={"maxChars": 100_000}))
+    assert "more than 100000 characters" in error and "spec.preprocess.document.maxChars" in error
+
+
+def test_pdf_text_over_max_chars(tmp_path):
+    data = make_media().pdf([["lava " * 200]] * 3)
+    error = failed(tmp_path, "d.pdf", data, preprocess(document={"maxChars": 1500}))
+    assert "more than 1500 characters" in error and "spec.preprocess.document.maxChars" in error
+
+
+def test_the_bounds_have_defaults_and_limits():
+    pre = preprocess()
+    assert pre.audio.max_duration_seconds == 14400
+    assert pre.video.max_source_frames == 1_000_000
+    assert pre.image.max_pixels == 178_956_970
+    assert pre.document.max_pages == 5000 and pre.document.max_chars == 20_000_000
+    with pytest.raises(ValueError):
+        preprocess(audio={"maxDurationSeconds": 0})
+
