@@ -21,6 +21,7 @@ from prism_api import SourceSpec
 from prism_pipeline import rows as R
 from prism_pipeline.read_stage import read_file
 
+from ..sources.conftest import aws_env, s3_endpoint  # noqa: F401 - a real S3 server (moto)
 from .conftest import make_media, preprocess, video_bytes
 
 MiB = 1024 * 1024
@@ -125,6 +126,38 @@ def test_the_streamed_hash_is_the_content_hash_of_the_bytes(tmp_path):
     [[skipped]] = list(read_file(str(tmp_path / "a.txt"), len(data), hashlib.sha256(data).hexdigest(), src,
                                  preprocess(), []))
     assert skipped["status"] == R.SKIPPED
+
+
+def test_a_remote_object_is_spooled_in_ranged_chunks(s3_endpoint, monkeypatch):  # noqa: F811
+    # Chunks of 1 KiB: objects of 0, exactly 3 and 3 chunks + 1 byte (S3 answers 416 to a range
+    # at the end), each read back whole, hashed as preprocess.content_hash would, cut at the limit.
+    import hashlib
+
+    import boto3
+
+    from prism_pipeline.sources import ReadError, open_file, remote
+
+    monkeypatch.setattr(remote, "READ_CHUNK", 1024)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="spool")
+    source = SourceSpec(uri="s3://spool/", endpoint=s3_endpoint, region="us-east-1", maxFileBytes=4000)
+    ranges = []
+    fs = remote.filesystem("s3", source)
+    assert remote.filesystem("s3", source) is fs  # the process's shared one, which open_file uses
+    real_cat = fs.cat_file
+    monkeypatch.setattr(fs, "cat_file", lambda path, start=None, end=None, **kw: ranges.append((start, end)) or
+                        real_cat(path, start=start, end=end, **kw))
+    for size in (0, 3072, 3073):
+        data = os.urandom(size)
+        s3.put_object(Bucket="spool", Key=f"o{size}.bin", Body=data)
+        ranges.clear()
+        with open_file(f"s3://spool/o{size}.bin", source) as fetched:
+            assert fetched.file.read() == data and fetched.size == size
+            assert fetched.digest == hashlib.sha256(data).hexdigest()
+        assert all(end - start <= 1024 for start, end in ranges) and len(ranges) >= size // 1024
+    s3.put_object(Bucket="spool", Key="big.bin", Body=b"x" * 5000)
+    with pytest.raises(ReadError, match="oversized: at least 4001 bytes > spec.source.maxFileBytes=4000"):
+        open_file("s3://spool/big.bin", source)
 
 
 # --- one bound per decoder, each naming its field -------------------------------------------------
