@@ -30,6 +30,8 @@ BATCH_RESOURCE = "batch"
 # `<collection>__prism_files`: one vector-less record per finished file (incremental runs) plus the
 # collection's own metadata (which extractors, at which model versions, wrote it).
 FILES_COLLECTION_SUFFIX = "__prism_files"
+# No user collection may contain it, so none is ever taken for (or collides with) one of Prism's own.
+PRISM_MARK = "__prism"
 
 
 def files_collection(collection: str) -> str:

@@ -39,7 +39,12 @@ def _join(loc: tuple[Any, ...]) -> str:
 
 
 def _got(value: Any) -> str:
-    text = repr(value)
+    # reprlib bounds the walk too: the input may be a huge or deeply shared structure.
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 80, 80
+    text = short.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -95,7 +100,9 @@ def _message(err: dict) -> str:
             n = ctx["min_length"]
             return f"must have at least {n} {'entry' if n == 1 else 'entries'} (got {ctx.get('actual_length')})"
         case "too_long":
-            return f"must have at most {ctx['max_length']} entries (got {ctx.get('actual_length')})"
+            actual = ctx.get("actual_length")  # pydantic leaves it out for a mapping: count it here
+            actual = len(value) if actual is None and hasattr(value, "__len__") else actual
+            return f"must have at most {ctx['max_length']} entries (got {actual})"
         case "string_pattern_mismatch":
             return f"{_pattern_hint(ctx['pattern'])}{got}"
         case "literal_error" | "enum":

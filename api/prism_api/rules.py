@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .extractor_options import known_list, unknown_options
 from .point_payload import RESERVED_KEYS
 
 # Kinds whose output is a named vector, never a payload key.
@@ -37,6 +38,8 @@ def _extractor_rules(spec: ExtractionJobSpec) -> Iterator[RuleError]:
                    f"would overwrite it); choose another name (reserved for extractors other than "
                    f"{' and '.join(VECTOR_KINDS)}: {', '.join(sorted(RESERVED_KEYS))})")
         seen.setdefault(ex.name, i)
+        for option in unknown_options(ex.kind, ex.options):
+            yield (f"{where}.options.{option}", f"not an option of kind {ex.kind} (its options: {known_list(ex.kind)})")
         if ex.concurrency.min > ex.concurrency.max:
             yield (f"{where}.concurrency.min",
                    f"must be <= concurrency.max (got min {ex.concurrency.min} > max {ex.concurrency.max})")

@@ -18,7 +18,7 @@ JOB = parse_job({
                  "labels": {"kueue.x-k8s.io/queue-name": "q"}, "resourceVersion": "77"},
     "spec": {
         "source": {"uri": "s3://media/docs/"},
-        "extractors": [{"name": "text", "kind": "text-embedding",
+        "extractors": [{"name": "notes", "kind": "python: notes.plugin:Notes",  # a plug-in takes any option
                         "options": {"note": "quotes ' \" $HOME `x` ; && | > < * ? \\ ünïcode\nline"}}],
         "sink": {"qdrant": {"url": "http://qdrant.qdrant:6333", "collection": "docs"}},
     },

@@ -168,7 +168,9 @@ def test_an_entrypoint_too_large_for_one_argument_fails_before_any_child(kubectl
     import string
 
     noise = "".join(random.choices(string.ascii_letters + string.digits, k=200 * 1024))
-    extractors = [{"name": "big", "kind": PACE, "options": {"secondsPerItem": 0, "blob": noise}}]
+    # One extractor's options are bounded (prism_api.extractor_options): the noise is spread over four.
+    extractors = [{"name": f"big{i}", "kind": PACE, "options": {"secondsPerItem": 0, "blob": noise[i::4]}}
+                  for i in range(4)]
     apply_job(kubectl, job_manifest("huge", kubectl.namespace, extractors=extractors))
     status = wait_phase(kubectl, "huge", "Failed", timeout=60)
     assert status["reason"] == "InvalidSpec" and "entrypoint" in status["message"], status

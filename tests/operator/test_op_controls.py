@@ -4,7 +4,6 @@ an invalid spec, and running on an existing RayCluster."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import string
 
@@ -188,8 +187,9 @@ async def test_invalid_spec_fails_and_creates_nothing(cluster, operator, progres
 async def test_a_document_too_large_for_the_entrypoint_creates_nothing(cluster, operator, progress):
     manifest = job_manifest()
     noise = "".join(random.Random(3).choices(string.ascii_letters + string.digits, k=200 * 1024))
-    manifest["spec"]["extractors"] = copy.deepcopy(manifest["spec"]["extractors"])
-    manifest["spec"]["extractors"][0]["options"] = {"prompt": noise}
+    # One extractor's options are bounded (prism_api.extractor_options): the noise is spread over four.
+    manifest["spec"]["extractors"] = [{"name": f"t{i}", "kind": "python: noise.plugin:Noise",
+                                       "options": {"blob": noise[i::4]}} for i in range(4)]
     async with operator():
         await cluster.create_job(manifest)
         await wait_for("Failed", lambda: cluster.status().get("phase") == "Failed", state=cluster.status)

@@ -30,7 +30,7 @@ DOCUMENT = {
     "metadata": {"name": "docs", "namespace": "team-a", "uid": "5d1c2c1e-0000-4000-8000-000000000001"},
     "spec": {
         "source": {"uri": "s3://media/docs/", "include": ["**/*.txt", "**/*.md"]},
-        "extractors": [{"name": "text", "kind": "text-embedding", "batchSize": 8,
+        "extractors": [{"name": "notes", "kind": "python: notes.plugin:Notes", "batchSize": 8,
                         "options": {"note": "quotes ' \" $HOME `x` ; && | > < * ? \\ and ünïcode"}}],
         "sink": {"qdrant": {"url": "http://qdrant.qdrant:6333", "collection": "docs"}},
         "failurePolicy": {"maxFailedFileRatio": 0.25},
