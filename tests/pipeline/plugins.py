@@ -47,3 +47,56 @@ class Hang(Extractor):
     def __call__(self, items):
         time.sleep(3600)
         return [{} for _ in items]
+
+class DiesOn(Extractor):
+    """Counts characters; its process dies on any text containing options.word ("poison"; "" is in
+    every text): a native crash (options.how "exit": os._exit(1)) or the OOM killer ("kill": SIGKILL)."""
+
+    modalities = frozenset({"text"})
+    output = Payload()
+
+    def __call__(self, items):
+        import os
+        import signal
+
+        word = self.options.get("word", "poison")
+        for item in items:
+            if word in (item["text"] or ""):
+                if self.options.get("how", "exit") == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                os._exit(1)
+        return [{"chars": len(item["text"])} for item in items]
+
+
+class Opaque:
+    """Not JSON: a model's own result object."""
+
+
+BAD_PAYLOADS = {"set": lambda: {"tags": {"a", "b"}}, "object": lambda: {"result": Opaque()},
+                "bytes": lambda: {"raw": b"\x00\x01"}, "nan": lambda: {"score": float("nan")}}
+
+
+class BadPayload(Extractor):
+    """Counts characters; on text containing 'poison' returns a payload JSON cannot hold
+    (options.bad: set, object, bytes or nan)."""
+
+    modalities = frozenset({"text"})
+    output = Payload()
+
+    def __call__(self, items):
+        bad = BAD_PAYLOADS[self.options.get("bad", "set")]
+        return [bad() if "poison" in (item["text"] or "") else {"chars": len(item["text"])} for item in items]
+
+
+class BrokenSetup(Extractor):
+    """A model that cannot load: setup() raises in every actor."""
+
+    modalities = frozenset({"text"})
+    output = Payload()
+
+    def setup(self):
+        raise ValueError("no weights at /models/missing")
+
+    def __call__(self, items):
+        return [{} for _ in items]
+

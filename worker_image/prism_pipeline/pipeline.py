@@ -180,7 +180,12 @@ def _warn_without_batch_nodes() -> None:
 def _pipeline_failed(err: Exception, tracker: FileTracker) -> JobError:
     """A stage that raised past its own handling (the sink refusing writes after its retries, a
     worker lost for good): the job cannot go on. Ray's messages repeat the traceback; the last lines
-    say what happened."""
+    say what happened. An extractor stage that cannot go on says so in one line (extract_stage)."""
+    from prism_pipeline.extract_stage import stage_failure
+
+    failure = stage_failure(err)
+    if failure is not None:
+        return JobError(failure)
     first = "\n".join(str(err).strip().splitlines()[-6:])
     return JobError(f"pipeline failed after {tracker.totals.files_finished}/{tracker.files_total} files: "
                     f"{type(err).__name__}: {first}")
@@ -226,23 +231,31 @@ def _read_stage(ds, spec: ExtractionJobSpec, extractors: list[Extractor], progre
 
 
 def _extractor_stage(ds, ex: Extractor, progress: Any):
-    """One extractor as an elastic actor pool (spec.extractors[].concurrency) on its own resources."""
+    """One extractor as an elastic actor pool (spec.extractors[].concurrency) on its own resources.
+    An actor whose process dies is restarted a bounded number of times (Ray's default is forever);
+    the stage's crash journal fails the items it dies on (extract_stage)."""
+    import warnings
+
     import ray
 
-    from prism_pipeline.extract_stage import ExtractorStage
+    from prism_pipeline.extract_stage import ACTOR_MAX_RESTARTS, ACTOR_MAX_TASK_RETRIES, stage_class
 
     res = ex.spec.resources
-    options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE}}
+    options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE},
+                               "max_restarts": ACTOR_MAX_RESTARTS, "max_task_retries": ACTOR_MAX_TASK_RETRIES}
     if res.gpu:
         options["num_gpus"] = res.gpu
     if res.memory:
         options["memory"] = quantity_value(res.memory)
-    return ds.map_batches(
-        ExtractorStage, batch_size=int(ex.spec.batch_size),
-        compute=ray.data.ActorPoolStrategy(min_size=ex.spec.concurrency.min, max_size=ex.spec.concurrency.max),
-        fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress},
-        **options,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for the restart bounds yet; its only way is deprecated.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(
+            stage_class(ex.name), batch_size=int(ex.spec.batch_size),
+            compute=ray.data.ActorPoolStrategy(min_size=ex.spec.concurrency.min, max_size=ex.spec.concurrency.max),
+            fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress},
+            **options,
+        )
 
 
 # -- the driver's side of the stream --------------------------------------------------------------------
