@@ -156,6 +156,12 @@ class DocumentPreprocess(PrismModel):
         "(the text and its chunks are held in memory while a document is read).")
 
 
+# Bounds decide only whether a file is decoded at all (past one it fails whole), never what a
+# decoded file's points are: raising one must not make an incremental run redo finished files.
+DECODE_BOUNDS = {"video": ("maxSourceFrames",), "image": ("maxPixels",), "audio": ("maxDurationSeconds",),
+                 "document": ("maxPages", "maxChars")}
+
+
 class Preprocess(PrismModel):
     """How each modality becomes items. Every file is read and decoded once."""
 
@@ -164,6 +170,12 @@ class Preprocess(PrismModel):
     audio: AudioPreprocess = Field(default_factory=AudioPreprocess, description=AudioPreprocess.__doc__)
     document: DocumentPreprocess = Field(default_factory=DocumentPreprocess,
                                          description=DocumentPreprocess.__doc__)
+
+    def point_settings(self) -> dict:
+        """The wire form less the bounds: the settings that shape the points (incremental's run key)."""
+        wire = self.to_wire()
+        return {kind: {k: v for k, v in section.items() if k not in DECODE_BOUNDS.get(kind, ())}
+                for kind, section in wire.items()}
 
 
 class ExtractorResources(PrismModel):

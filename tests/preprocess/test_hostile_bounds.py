@@ -236,3 +236,24 @@ def test_the_bounds_have_defaults_and_limits():
     with pytest.raises(ValueError):
         preprocess(audio={"maxDurationSeconds": 0})
 
+
+
+def test_raising_a_bound_does_not_make_an_incremental_run_redo_finished_files():
+    # A bound only fails a file whole; the points of a file within it are the same whatever it is.
+    from prism_api import ExtractionJobSpec
+    from prism_pipeline import incremental
+
+    def key(**preprocess) -> str:
+        spec = ExtractionJobSpec.model_validate({
+            "source": {"uri": "/m"}, "extractors": [{"name": "text", "kind": "text-embedding"}],
+            "sink": {"qdrant": {"collection": "c"}}, "preprocess": preprocess})
+        return incremental.run_key(spec, [])
+
+    base = key()
+    assert base == key(audio={"maxDurationSeconds": 86400}, video={"maxSourceFrames": 5},
+                       image={"maxPixels": 10**9}, document={"maxPages": 1, "maxChars": 10**8})
+    assert base != key(audio={"chunkSeconds": 10}) and base != key(document={"chunkChars": 1000})
+    # The settings that shape points are the ones there were before the bounds existed.
+    assert preprocess().point_settings() == {
+        "video": {"framesPerSecond": 1.0, "maxFrames": 600, "audio": True}, "image": {"maxSide": 1024},
+        "audio": {"sampleRate": 16000, "chunkSeconds": 30.0}, "document": {"chunkChars": 1500, "overlapChars": 200}}

@@ -33,7 +33,7 @@ from prism_pipeline.sink.file_records import FAILED_STAGE
 
 def run_key(spec: ExtractionJobSpec, extractors: list[Extractor]) -> str:
     blob = json.dumps({
-        "preprocess": spec.preprocess.to_wire(),
+        "preprocess": spec.preprocess.point_settings(),  # not the decode bounds: they shape no point
         "extractors": sorted([ex.name, ex.spec.kind, ex.fingerprint()] for ex in extractors),
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
