@@ -100,3 +100,7 @@ class BrokenSetup(Extractor):
     def __call__(self, items):
         return [{} for _ in items]
 
+class BadPayloadPerFile(BadPayload):
+    """BadPayload run on each whole file inside the read task (a sequence extractor)."""
+
+    per_file = True

@@ -66,6 +66,20 @@ def test_numpy_values_in_a_payload_are_fine():
     assert payload_problem({"a": [{"b": {1, 2}}]}) == "payload['a'][0]['b'] is a set"
 
 
+def test_a_per_file_plugin_with_a_bad_payload_fails_only_that_item_too():
+    from prism_api import ExtractorSpec
+    from prism_pipeline.extractors import build
+    from prism_pipeline.read_stage import _run_per_file
+
+    ex = build(ExtractorSpec(name="seq", kind="python: tests.pipeline.plugins:BadPayloadPerFile",
+                             options={"bad": "bytes"}))
+    poison, ok = text_row("v.txt", "poison here"), text_row("v.txt", "fine")
+    _run_per_file(ex, [poison, ok])
+    assert poison["outputs"] == {} and [e["stage"] for e in poison["errors"]] == ["seq"]
+    assert poison["errors"][0]["error"] == "extractor 'seq' returned a payload JSON cannot hold: payload['raw'] is bytes"
+    assert ok["outputs"] == {"seq": {"chars": 4}} and ok["errors"] == []
+
+
 @pytest.mark.slow
 def test_a_bad_payload_fails_its_file_under_the_extractor_and_the_job_goes_on(ray_session, tmp_path):
     from prism_pipeline.pipeline import run_job

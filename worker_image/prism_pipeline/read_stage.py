@@ -25,7 +25,8 @@ import numpy as np
 from prism_api import ExtractorSpec, Preprocess, SourceSpec
 from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
-from prism_pipeline.extractors import Extractor, build
+from prism_pipeline.extract_stage import payload_problem
+from prism_pipeline.extractors import Extractor, Payload, build
 from prism_pipeline.preprocess import DecodedFile, DecodeError, iter_items, require_supported
 from prism_pipeline.preprocess.video import Thumbnails
 from prism_pipeline.sources import Fetched, ReadError, open_file
@@ -196,5 +197,11 @@ def _run_per_file(ex: Extractor, items: list[dict[str, Any]], thumbnails: Thumbn
     finally:
         for it in chosen:  # thumbnails never travel down the stream (items keep ITEM_KEYS)
             it.pop("thumbnails", None)
+    payload = isinstance(ex.output, Payload)
     for it, value in zip(chosen, outputs, strict=True):
-        it["outputs"][ex.name] = value
+        problem = payload_problem(value) if payload else None
+        if problem is not None:  # that item fails under the extractor, not the write of its batch
+            it["errors"].append({"stage": ex.name,
+                                 "error": f"extractor {ex.name!r} returned a payload JSON cannot hold: {problem}"})
+        else:
+            it["outputs"][ex.name] = value
