@@ -13,7 +13,7 @@ import importlib.metadata
 import sys
 
 DISTRIBUTION = "prism-extract"
-SUBCOMMANDS = ("run", "search", "failed", "validate", "render", "crd", "operator")
+SUBCOMMANDS = ("run", "search", "failed", "collections", "validate", "render", "crd", "operator")
 
 
 def _load(name: str):

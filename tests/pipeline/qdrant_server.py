@@ -54,6 +54,8 @@ class QdrantStandIn:
                 info = local.get_collection(name).model_dump(mode="json", exclude_none=True)
                 info["payload_schema"] = {f: {"data_type": t, "points": 0} for f, t in self.indexes.get(name, {}).items()}
                 return 200, info
+            case "DELETE", "":
+                return 200, local.delete_collection(name)
             case "PUT", "":
                 req = m.CreateCollection.model_validate(body)
                 return 200, local.create_collection(name, vectors_config=req.vectors)
@@ -126,6 +128,9 @@ class QdrantStandIn:
 
             def do_POST(self):  # noqa: N802
                 self._serve("POST")
+
+            def do_DELETE(self):  # noqa: N802
+                self._serve("DELETE")
 
             def log_message(self, *args):
                 pass

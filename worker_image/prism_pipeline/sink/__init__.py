@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from prism_api import QdrantSink
-from prism_api.conventions import BATCH_RESOURCE
-from prism_api.point_payload import failed_filter
+from prism_api.conventions import BATCH_RESOURCE, files_collection
+from prism_api.point_payload import URI, failed_filter
 from prism_pipeline.extractors import Extractor, Vector
 
 from . import embedded, file_records
@@ -175,6 +175,42 @@ class Sink:
     def collections(self) -> list[str]:
         """The point collections of this store or server (for messages naming what is there)."""
         return point_collections(self._client, self._attempts)
+
+    # -- managing collections (`prism collections`) -----------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the points collection exists (a Prism one or not)."""
+        return self._call(lambda: self._client.collection_exists(self.collection),
+                          f"looking up {self.collection!r}")
+
+    def files_recorded(self) -> int:
+        """How many files the companion records (not counting the extractor record)."""
+        files = files_collection(self.collection)
+        if not self._call(lambda: self._client.collection_exists(files), f"looking up {files!r}"):
+            return 0
+        total = self._call(lambda: self._client.count(files, exact=True).count, f"counting the records of {files!r}")
+        return max(0, total - (1 if self.meta() is not None else 0))
+
+    def delete_collection(self) -> None:
+        """Delete the points collection and its companion `<collection>__prism_files`."""
+        for name in (self.collection, files_collection(self.collection)):
+            self._call(lambda n=name: self._client.delete_collection(n), f"deleting collection {name!r}")
+
+    def file_points(self, uri: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """One file's record (None when there is none) and the payloads of its points, without vectors."""
+        from qdrant_client import models as qm
+
+        record = self.records([uri]).get(uri)
+        where = qm.Filter(must=[qm.FieldCondition(key=URI, match=qm.MatchValue(value=uri))])
+        found, offset = [], None
+        while True:
+            page, offset = self._call(
+                lambda o=offset: self._client.scroll(self.collection, scroll_filter=where, offset=o, limit=SCROLL_PAGE,
+                                                     with_payload=True, with_vectors=False),
+                f"listing the points of {uri} in {self.collection!r}")
+            found += [p.payload or {} for p in page]
+            if offset is None or not page:
+                return record, found
 
     def search(self, vector_name: str, query_vector: list[float], limit: int) -> list[Found]:
         """The `limit` points nearest `query_vector` by the named vector, best first."""
