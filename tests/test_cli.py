@@ -78,7 +78,8 @@ def test_help_lists_only_working_subcommands():
     present = [name for name in SUBCOMMANDS if _load(name) is not None]
     assert {"validate", "crd"} <= set(present)
     for name in SUBCOMMANDS:
-        assert (f"    {name} " in result.stdout) == (name in present), name
+        listed = f"    {name} " in result.stdout or f"    {name}\n" in result.stdout  # a long name: help below
+        assert listed == (name in present), name
     for name in present:
         sub = prism(name, "--help")
         assert sub.returncode == 0, (name, sub.stderr)
