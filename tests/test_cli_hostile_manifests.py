@@ -8,6 +8,7 @@ space, so a regression fails the test instead of exhausting the machine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,137 @@ def test_merge_keys_and_a_few_aliases_stay_valid(tmp_path):
     # x-shared is not a field of an ExtractionJob: the anchor holder is refused, its alias is not.
     assert f"{ok}[0]: ExtractionJob hostile is valid" in proc.stdout, proc.stderr
     assert "x-shared" in proc.stderr and "alias" not in proc.stderr, proc.stderr
+
+
+# -- what `prism run` would fail on, caught before Ray starts (`validate --for local`) -----------------------
+
+PLUGIN_MODULES = {
+    "needs_dep.py": "import prism_missing_dependency  # noqa\n",
+    "broken_syntax.py": "def f(:\n",
+    "boom_on_import.py": "raise RuntimeError('needs a GPU at import')\n",
+    "ctor_raises.py": textwrap.dedent("""\
+        from prism_pipeline.extractors import Extractor, Payload
+
+        class Bad(Extractor):
+            modalities = frozenset({"text"})
+            output = Payload()
+
+            def __init__(self, spec):
+                raise RuntimeError("cannot start")
+        """),
+}
+
+
+def manifest(extractor: dict | None = None, **spec) -> str:
+    import yaml
+
+    body = {"source": {"uri": "/tmp"},
+            "extractors": [{"name": "words", "kind": "python: tests.pipeline.plugins:Poisoned", **(extractor or {})}],
+            "sink": {"qdrant": {"collection": "hostile"}}, **spec}
+    return yaml.safe_dump({"apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob",
+                           "metadata": {"name": "hostile"}, "spec": body}, sort_keys=False)
+
+
+def local_cases(media: Path) -> dict[str, tuple[str, str]]:
+    """name -> (manifest, a line `prism validate --for local` prints about it)."""
+    src = {"uri": str(media)}
+    return {
+        "no-module": (manifest({"kind": "python: prism_no_such_plugin:X"}, source=src),
+                      "spec.extractors[0].kind: cannot import plug-in module 'prism_no_such_plugin': no module "
+                      "named 'prism_no_such_plugin'; install it or put its folder on PYTHONPATH"),
+        "missing-dependency": (manifest({"kind": "python: needs_dep:X"}, source=src),
+                               "spec.extractors[0].kind: plug-in module 'needs_dep' imports "
+                               "'prism_missing_dependency', which is not installed; install it"),
+        "syntax-error": (manifest({"kind": "python: broken_syntax:X"}, source=src),
+                         "spec.extractors[0].kind: plug-in module 'broken_syntax' does not compile: "
+                         "SyntaxError: invalid syntax (broken_syntax.py, line 1); fix the module"),
+        "import-raises": (manifest({"kind": "python: boom_on_import:X"}, source=src),
+                          "spec.extractors[0].kind: plug-in module 'boom_on_import' failed while importing: "
+                          "RuntimeError: needs a GPU at import; fix the module"),
+        "no-class": (manifest({"kind": "python: tests.pipeline.plugins:Nope"}, source=src),
+                     "spec.extractors[0].kind: module 'tests.pipeline.plugins' has no class 'Nope'"),
+        "not-an-extractor": (manifest({"kind": "python: tests.pipeline.plugins:Path"}, source=src),
+                             "spec.extractors[0].kind: tests.pipeline.plugins:Path must be a subclass of "
+                             "prism_pipeline.extractors.Extractor"),
+        "constructor-raises": (manifest({"kind": "python: ctor_raises:Bad"}, source=src),
+                               "spec.extractors[0]: plug-in ctor_raises:Bad failed to start: RuntimeError: "
+                               "cannot start"),
+        "option-type": (manifest({"kind": "ocr", "options": {"minChars": "two"}}, source=src),
+                        "spec.extractors[0]: extractor 'words': options.minChars must be int (got 'two')"),
+        "missing-file-model": (manifest({"kind": "image-embedding", "model": "file:///no/such/model"}, source=src),
+                               "spec.extractors[0]: extractor 'words' model: /no/such/model does not exist on "
+                               "this worker; mount the volume holding the model or fix the path"),
+        "uncached-model": (manifest({"kind": "caption", "model": "hf://prism-test/not-cached"}, source=src),
+                           "spec.extractors[0]: extractor 'words' model: hf://prism-test/not-cached is not in the "
+                           "model cache"),
+        "bad-glob": (manifest(source={**src, "include": ["**/*.txt", "[z-a]*"]}),
+                     "spec.source.include[1]: '[z-a]*' is not a valid glob (bad character range z-a); "
+                     "write a range low-high, e.g. [a-z]"),
+        "missing-source": (manifest(source={"uri": str(media / "gone")}),
+                           f"spec.source.uri: '{media / 'gone'}' does not exist (resolved to {media / 'gone'}); "
+                           "point it at a directory or file that this process can read"),
+        "matches-nothing": (manifest(source={**src, "include": ["**/*.txt", "**/*.pdf"]}),
+                            f"warning: spec.source.include[1]: '**/*.pdf' matches no file under {media}"),
+        "too-many-actors": (manifest({"concurrency": {"min": 500, "max": 500}}, source=src),
+                            "spec.extractors[0].concurrency.min: 500 actors of extractor 'words' need 500 CPUs "),
+        "suspended": (manifest(source=src, suspend=True),
+                      "spec.suspend: is true, and `prism run` does not run a suspended job; remove spec.suspend "
+                      "(or set it to false) to run it"),
+    }
+
+
+def test_validate_for_local_names_what_prism_run_would_fail_on(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "a.txt").write_text("hello")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name, code in PLUGIN_MODULES.items():
+        (plugins / name).write_text(code)
+    cases = local_cases(media)
+    files = []
+    for name, (text, _) in cases.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+        files.append(str(tmp_path / f"{name}.yaml"))
+    env = {**os.environ, "PYTHONPATH": f"{plugins}:{ROOT}", "PRISM_MODEL_CACHE": str(tmp_path / "cache")}
+    rc, seconds, _, out, err = measured("validate", "--for", "local", *files, env=env)
+    assert rc == 1, out + err
+    assert "Traceback" not in err, err[-3000:]
+    for name, (_, line) in cases.items():
+        prefix = f"{tmp_path / name}.yaml: "
+        assert any(got.startswith(prefix + line) for got in err.splitlines()), (name, line, err[-4000:])
+    # A warning leaves the job valid; every other case is an error.
+    assert f"{tmp_path / 'matches-nothing'}.yaml: ExtractionJob hostile is valid" in out
+    assert sum("is valid" in line for line in out.splitlines()) == 1, out
+    assert seconds < 60, seconds
+
+
+def test_validate_for_local_lists_installed_ocr_languages_readably(tmp_path):
+    if not shutil.which("tesseract"):
+        pytest.skip("the tesseract binary is not installed here")
+    listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True).stdout.splitlines()[1:]
+    job = tmp_path / "ocr.yaml"
+    job.write_text(manifest({"kind": "ocr", "options": {"backend": "tesseract", "language": "eng+xxx"}}))
+    proc = subprocess.run([PRISM, "validate", "--for", "local", str(job)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert (f"{job}: spec.extractors[0]: extractor 'words': options.language 'eng+xxx': tesseract has no data for "
+            f"xxx (installed: {', '.join(sorted(s.strip() for s in listed if s.strip()))}); install "
+            "tesseract-ocr-xxx") in proc.stderr.splitlines(), proc.stderr
+
+
+@pytest.mark.parametrize("case", ["no-module", "suspended", "too-many-actors"])
+def test_run_refuses_before_starting_ray(tmp_path, case):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "a.txt").write_text("hello")
+    text, line = local_cases(media)[case]
+    job = tmp_path / "job.yaml"
+    job.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rc, seconds, peak_mib, out, err = measured("run", "--state-dir", str(tmp_path / "state"), str(job), env=env)
+    assert rc == 2, out + err
+    assert f"{job}: {line}" in err and "Traceback" not in err, err[-3000:]
+    # Ray never started: no session folder, and the whole command stayed small and quick.
+    assert not (tmp_path / "state").exists()
+    assert seconds < 30 and peak_mib < 600, (seconds, peak_mib)

@@ -76,7 +76,7 @@ VIOLATIONS = {
     "pure-builders-and-status": ("operator/prism_operator/status/clock.py", "import kopf\n"),
     "one-kubernetes-client": ("operator/prism_operator/handlers.py", "import kubernetes\n"),
     "no-ml-in-operator": ("operator/prism_operator/settings.py", "def f():\n    import ray\n"),
-    "cli-subcommands": ("cli/prism_cli/cmd_validate.py", "def f():\n    import prism_operator.handlers\n"),
+    "cli-subcommands": ("cli/prism_cli/manifests.py", "def f():\n    import prism_pipeline.handlers\n"),
     "cli-pipeline-subcommands": ("cli/prism_cli/cmd_search.py", "def f():\n    import prism_operator\n"),
     "cli-operator-subcommands": ("cli/prism_cli/cmd_render.py", "def f():\n    import prism_pipeline\n"),
 }

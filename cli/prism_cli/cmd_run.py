@@ -59,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the pipeline loads, before run_locally handles signals
         print("prism run: interrupted before the job started", file=sys.stderr)
         return 130
+    # What the run would fail on here, before Ray starts (the same checks as `prism validate --for local`).
+    from prism_pipeline.preflight import check_local
+
+    findings = check_local(job.spec)
+    for finding in findings:
+        print(f"{docs[0].where}: {finding}", file=sys.stderr)
+    if any(not f.warning for f in findings):
+        return 2
     # Exit status: 0 succeeded, 1 failed (or its failure ledger could not be written), 2 a user error
     # (the manifest, the flags), 130 Ctrl-C / 143 SIGTERM (the summary of what finished is printed).
     return run_locally(job, verbose=args.verbose, state_dir=args.state_dir,

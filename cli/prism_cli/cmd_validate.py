@@ -12,9 +12,12 @@ HELP = ("Check ExtractionJob and ExtractionCronJob manifests; print each problem
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests (multi-document allowed)")
     parser.add_argument(
-        "--for", dest="target", choices=("any", "cluster"), default="any",
+        "--for", dest="target", choices=("any", "cluster", "local"), default="any",
         help="'cluster' also applies the rules of jobs the operator runs (a Qdrant url and a remote "
-        "source). Default: the contract alone, which is what `prism run` checks.",
+        "source). 'local' also checks what `prism run` would fail on here, before it starts Ray: plug-ins "
+        "import, options have their types, models resolve, globs compile, the source exists (an include "
+        "that matches nothing warns), the pools fit this machine, the job is not suspended. Default: the "
+        "contract alone.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
@@ -26,16 +29,41 @@ def run(args: argparse.Namespace) -> int:
     from .manifests import documents_of
 
     documents, bad = documents_of(args.files)
+    local = args.target == "local"
+    check_local = _local_checks() if local else None
+    if local and check_local is None:
+        return 2
     for doc in documents:
         # A schedule's runs go to a cluster: its template is always checked with the cluster's rules.
         is_cron = isinstance(doc.body, dict) and doc.body.get("kind") == CRON_KIND
         try:
-            parsed = parse_cron_job(doc.body) if is_cron else parse_job(doc.body, target=args.target)
+            parsed = parse_cron_job(doc.body) if is_cron else parse_job(doc.body, target="any" if local
+                                                                         else args.target)
         except SpecError as exc:
             bad += 1
             for err in exc.errors:
                 print(f"{doc.where}: {err}", file=sys.stderr)
             continue
+        findings = check_local(parsed.spec) if check_local and not is_cron else []
+        for finding in findings:
+            print(f"{doc.where}: {finding}", file=sys.stderr)
+        if any(not f.warning for f in findings):
+            bad += 1
+            continue
         if not args.quiet:
             print(f"{doc.where}: {parsed.kind} {parsed.metadata.name} is valid")
     return 1 if bad else 0
+
+
+def _local_checks():
+    """prism_pipeline.preflight.check_local, or None (said on stderr) where the pipeline is not installed
+    (the operator image's CLI)."""
+    try:
+        from prism_pipeline.preflight import check_local
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("prism_pipeline"):
+            raise
+        print("prism validate: --for local needs the pipeline (prism_pipeline), which this installation lacks; "
+              "use --for cluster, or run it where `prism run` works", file=sys.stderr)
+        return None
+    return check_local

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from prism_api import ExtractorSpec
 from prism_pipeline.model_uris import ModelError
@@ -31,17 +32,27 @@ class ExtractorError(ValueError):
 
 
 def _load_class(path: str, where: str) -> type:
-    module_name, _, class_name = path.partition(":")
+    module_name, _, class_name = (part.strip() for part in path.partition(":"))
     try:
-        module = importlib.import_module(module_name.strip())
-    except ImportError as err:
-        raise ExtractorError(f"{where}.kind: cannot import plug-in module {module_name!r} ({err}); install "
-                             "it in the worker image or put it on PYTHONPATH") from err
-    cls = getattr(module, class_name.strip(), None)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise ExtractorError(f"{where}.kind: cannot import plug-in module {module_name!r}: no module named "
+                                 f"{err.name!r}; install it or put its folder on PYTHONPATH (in the worker image "
+                                 "on Kubernetes)") from err
+        raise ExtractorError(f"{where}.kind: plug-in module {module_name!r} imports {err.name!r}, which is not "
+                             "installed; install it (in the worker image on Kubernetes)") from err
+    except SyntaxError as err:
+        raise ExtractorError(f"{where}.kind: plug-in module {module_name!r} does not compile: SyntaxError: "
+                             f"{err.msg} ({Path(err.filename or '?').name}, line {err.lineno}); fix the module") from err
+    except Exception as err:  # noqa: BLE001 - whatever the plug-in's own import code raises
+        raise ExtractorError(f"{where}.kind: plug-in module {module_name!r} failed while importing: "
+                             f"{type(err).__name__}: {err}; fix the module") from err
+    cls = getattr(module, class_name, None)
     if cls is None:
         raise ExtractorError(f"{where}.kind: module {module_name!r} has no class {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, Extractor)):
-        raise ExtractorError(f"{where}.kind: {path} must be a subclass of "
+        raise ExtractorError(f"{where}.kind: {module_name}:{class_name} must be a subclass of "
                              "prism_pipeline.extractors.Extractor")
     return cls
 
@@ -66,6 +77,10 @@ def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
         output, modalities, _ = ex.output, ex.modalities, ex.version
     except (ValueError, TypeError, ModelError) as err:
         raise ExtractorError(f"{where}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a plug-in's constructor may raise anything
+        if not spec.plugin_path:
+            raise
+        raise ExtractorError(f"{where}: plug-in {spec.plugin_path} failed to start: {type(err).__name__}: {err}") from err
     if not isinstance(output, Vector | Payload):
         raise ExtractorError(f"{where}: {cls.__name__}.output must be Vector(size) or Payload()")
     if isinstance(output, Vector) and output.size < 1:

@@ -97,6 +97,11 @@ class Extractor:
     def setup(self) -> None:
         """Load the model. Called once per Ray actor, before the first batch."""
 
+    def preflight(self) -> None:
+        """Check, cheaply and on this machine, what setup() would fail on (a binary, its data files);
+        raise ValueError or ModelError naming the option. `prism run` and `prism validate --for local`
+        call it before Ray starts, so the error comes at once instead of from every actor."""
+
     def __call__(self, items: list[dict]) -> list[Any]:
         raise NotImplementedError
 

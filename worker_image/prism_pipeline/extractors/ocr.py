@@ -109,12 +109,20 @@ class OCR(Extractor):
         if self.backend == "rapidocr":
             self._engine = _rapidocr(self.name, self._min_confidence)
             return
-        listed = self._run(["--list-langs"], timeout=30).stdout.decode(errors="replace").split()[1:]
+        self.preflight()
+
+    def preflight(self) -> None:
+        """The tesseract binary and the data of every options.language (rapidocr: nothing to check)."""
+        if self.backend != "tesseract":
+            return
+        # `--list-langs` prints a header line ("List of available languages in ...:") then one code a line.
+        lines = self._run(["--list-langs"], timeout=30).stdout.decode(errors="replace").splitlines()[1:]
+        listed = sorted({line.strip() for line in lines if line.strip()})
         missing = [code for code in self._language.split("+") if code not in listed]
         if missing:
             raise ModelError(f"extractor {self.name!r}: options.language {self._language!r}: tesseract has no "
-                               f"data for {', '.join(missing)} (installed: {', '.join(listed)}); install "
-                               f"tesseract-ocr-{missing[0]}")
+                             f"data for {', '.join(missing)} (installed: {', '.join(listed) or 'none'}); install "
+                             f"tesseract-ocr-{missing[0]}")
 
     def __call__(self, items: list[dict]) -> list[dict[str, Any]]:
         read = self._read_rapidocr if self.backend == "rapidocr" else self._read

@@ -1,0 +1,141 @@
+"""What `prism run` would fail on, found before Ray starts (`prism run` and `prism validate --for local`).
+
+The contract (prism_api) has already accepted the manifest; this checks it against this machine:
+every extractor builds (plug-in importable, options of the right type, model resolvable, binaries
+and their data present), the globs compile, a local source exists (an include or exclude that matches
+no file is a warning), the pools' minimum sizes fit the machine, and the job is not suspended.
+Each problem is one Finding naming the field and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+from prism_api import ExtractionJobSpec
+
+# `prism run` starts Ray with max(cores, cpus_needed) CPUs: beyond this factor of the real cores the
+# pools' minimum actors thrash the machine (min 10 on 2 cores took 5.5 GB and 122 s for 4 files).
+CPU_OVERCOMMIT = 4
+# Actors beyond the first of each pool, per core.
+EXTRA_ACTORS_PER_CORE = 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str      # the field, e.g. spec.extractors[0].kind
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return f"{'warning: ' if self.warning else ''}{self.path}: {self.message}"
+
+
+def check_local(spec: ExtractionJobSpec, *, cores: int | None = None) -> list[Finding]:
+    """Errors and warnings for running `spec` on this machine with `prism run`."""
+    findings: list[Finding] = []
+    if spec.suspend:
+        findings.append(Finding("spec.suspend", "is true, and `prism run` does not run a suspended job; remove "
+                                "spec.suspend (or set it to false) to run it"))
+    built = _extractors(spec, findings)
+    findings += _source(spec)
+    if built and not os.environ.get("RAY_ADDRESS"):
+        findings += _pools(spec, cores or os.cpu_count() or 1)
+    return findings
+
+
+def _extractors(spec: ExtractionJobSpec, findings: list[Finding]) -> bool:
+    """Build each extractor as the driver will; True when all of them built."""
+    from prism_pipeline.extractors import ExtractorError, build
+    from prism_pipeline.model_uris import ModelError
+
+    ok = True
+    for i, ex_spec in enumerate(spec.extractors):
+        where = f"spec.extractors[{i}]"
+        try:
+            extractor = build(ex_spec, where)
+            extractor.preflight()
+        except ExtractorError as err:
+            path, _, message = str(err).partition(": ")
+            findings.append(Finding(path, message))
+            ok = False
+        except (ValueError, TypeError, ModelError, OSError) as err:
+            findings.append(Finding(where, str(err)))
+            ok = False
+    return ok
+
+
+def _source(spec: ExtractionJobSpec) -> list[Finding]:
+    from prism_pipeline.sources import SourceError, split_uri
+    from prism_pipeline.sources.globs import glob_regex
+    from prism_pipeline.sources.local_files import list_local
+
+    source = spec.source
+    findings: list[Finding] = []
+    compiled: dict[str, list[re.Pattern[str] | None]] = {}
+    for field in ("include", "exclude"):
+        compiled[field] = []
+        for i, pattern in enumerate(getattr(source, field)):
+            try:
+                compiled[field].append(glob_regex(pattern))
+            except re.error as err:
+                hint = ("write a range low-high, e.g. [a-z]" if "bad character range" in err.msg
+                        else "see Globs in the README: *, **, ?, [abc], [!abc]")
+                findings.append(Finding(f"spec.source.{field}[{i}]",
+                                        f"{pattern!r} is not a valid glob ({err.msg}); {hint}"))
+                compiled[field].append(None)
+    try:
+        scheme, root = split_uri(source.uri)
+    except SourceError as err:
+        return [*findings, Finding("spec.source.uri", str(err).partition(": ")[2] or str(err))]
+    if scheme is not None:  # a remote listing costs requests and credentials: the run does it
+        return findings
+    try:
+        refs = list_local(root, source.uri, lambda rel: True)
+    except SourceError as err:
+        return [*findings, Finding("spec.source.uri", str(err).partition(": ")[2] or str(err))]
+    if findings:
+        return findings
+    rels = [os.path.basename(root) if os.path.isfile(root) else os.path.relpath(r.uri, root).replace(os.sep, "/")
+            for r in refs]
+    for field in ("include", "exclude"):
+        for i, regex in enumerate(compiled[field]):
+            if regex is not None and not any(regex.match(rel) for rel in rels):
+                findings.append(Finding(f"spec.source.{field}[{i}]",
+                                        f"{getattr(source, field)[i]!r} matches no file under {root}", warning=True))
+    includes = [r for r in compiled["include"] if r is not None]
+    excludes = [r for r in compiled["exclude"] if r is not None]
+    chosen = [rel for rel in rels if any(r.match(rel) for r in includes) and not any(r.match(rel) for r in excludes)]
+    if rels and not chosen and not any(f.path.startswith("spec.source.include") for f in findings):
+        findings.append(Finding("spec.source", f"include and exclude leave no file under {root}: the job would "
+                                "process nothing", warning=True))
+    if not rels:
+        findings.append(Finding("spec.source.uri", f"{root} holds no file: the job would process nothing",
+                                warning=True))
+    return findings
+
+
+def _pools(spec: ExtractionJobSpec, cores: int) -> list[Finding]:
+    """The pools' minimum actors against this machine's cores."""
+    from prism_pipeline.extractors import extractor_class
+    from prism_pipeline.runner import cpus_needed
+
+    pools = [(i, e) for i, e in enumerate(spec.extractors)
+             if not extractor_class(e, f"spec.extractors[{i}]").per_file]
+    if not pools:
+        return []
+    cpus = cpus_needed(spec)
+    extra_actors = sum(e.concurrency.min - 1 for _, e in pools)
+    if cpus <= CPU_OVERCOMMIT * cores and extra_actors <= EXTRA_ACTORS_PER_CORE * cores:
+        return []
+    i, worst = max(pools, key=lambda p: (p[1].concurrency.min * p[1].resources.cpu, p[1].concurrency.min))
+    need = worst.concurrency.min * worst.resources.cpu
+    fits = max(1, math.floor(min(CPU_OVERCOMMIT * cores / max(worst.resources.cpu, 1e-9),
+                                 EXTRA_ACTORS_PER_CORE * cores + 1)))
+    return [Finding(
+        f"spec.extractors[{i}].concurrency.min",
+        f"{worst.concurrency.min} actors of extractor {worst.name!r} need {need:g} CPUs (all pools' minimums: "
+        f"{sum(e.concurrency.min for _, e in pools)} actors, {cpus} CPUs) but this machine has {cores} cores; "
+        f"lower concurrency.min (at most about {fits} here; pools grow towards concurrency.max on their own)")]
