@@ -283,3 +283,27 @@ def test_run_refuses_before_starting_ray(tmp_path, case):
     # Ray never started: no session folder, and the whole command stayed small and quick.
     assert not (tmp_path / "state").exists()
     assert seconds < 30 and peak_mib < 600, (seconds, peak_mib)
+
+
+@pytest.mark.parametrize(("extractors", "cores", "refused"), [
+    ([{"min": 10, "max": 10}], 2, "spec.extractors[0].concurrency.min"),   # the issue's case: 5.5 GB, 122 s
+    ([{"min": 1, "max": 4}] * 5, 2, None),                                 # many pools of one actor: fine
+    ([{"min": 1, "max": 1}, {"min": 2, "max": 3, "cpu": 2.5}], 2, None),    # 8 CPUs on 2 cores: at the bound
+    ([{"min": 1, "max": 1}, {"min": 3, "max": 3, "cpu": 2}], 2, "spec.extractors[1].concurrency.min"),
+    ([{"min": 10, "max": 10}], 16, None),
+])
+def test_pool_minimums_are_measured_against_the_cores(tmp_path, extractors, cores, refused):
+    from prism_api import parse_spec
+    from prism_pipeline.preflight import check_local
+
+    (tmp_path / "a.txt").write_text("hello")
+    spec = parse_spec({"source": {"uri": str(tmp_path)}, "sink": {"qdrant": {"collection": "c"}},
+                       "extractors": [{"name": f"e{i}", "kind": "python: tests.pipeline.plugins:Poisoned",
+                                       "concurrency": {"min": e["min"], "max": e["max"]},
+                                       "resources": {"cpu": e.get("cpu", 1)}} for i, e in enumerate(extractors)]})
+    findings = check_local(spec, cores=cores)
+    assert [f.path for f in findings] == ([refused] if refused else []), findings
+    if refused == "spec.extractors[1].concurrency.min":
+        assert findings[0].message == ("3 actors of extractor 'e1' need 6 CPUs (all pools' minimums: 4 actors, 9 CPUs) "
+                                       "but this machine has 2 cores; lower concurrency.min to 2 or less (a pool grows "
+                                       "towards concurrency.max on its own)")

@@ -9,7 +9,6 @@ Each problem is one Finding naming the field and what to do.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -120,22 +119,38 @@ def _source(spec: ExtractionJobSpec) -> list[Finding]:
 def _pools(spec: ExtractionJobSpec, cores: int) -> list[Finding]:
     """The pools' minimum actors against this machine's cores."""
     from prism_pipeline.extractors import extractor_class
-    from prism_pipeline.runner import cpus_needed
 
-    pools = [(i, e) for i, e in enumerate(spec.extractors)
-             if not extractor_class(e, f"spec.extractors[{i}]").per_file]
-    if not pools:
+    pooled = [i for i, e in enumerate(spec.extractors) if not extractor_class(e, f"spec.extractors[{i}]").per_file]
+    if not pooled or _fits(spec, pooled, cores):
         return []
-    cpus = cpus_needed(spec)
-    extra_actors = sum(e.concurrency.min - 1 for _, e in pools)
-    if cpus <= CPU_OVERCOMMIT * cores and extra_actors <= EXTRA_ACTORS_PER_CORE * cores:
-        return []
-    i, worst = max(pools, key=lambda p: (p[1].concurrency.min * p[1].resources.cpu, p[1].concurrency.min))
-    need = worst.concurrency.min * worst.resources.cpu
-    fits = max(1, math.floor(min(CPU_OVERCOMMIT * cores / max(worst.resources.cpu, 1e-9),
-                                 EXTRA_ACTORS_PER_CORE * cores + 1)))
+    i = max(pooled, key=lambda j: (spec.extractors[j].concurrency.min * spec.extractors[j].resources.cpu,
+                                   spec.extractors[j].concurrency.min))
+    worst = spec.extractors[i]
+    fits = next((m for m in range(worst.concurrency.min - 1, 0, -1)
+                 if _fits(_with_min(spec, i, m), pooled, cores)), None)
+    lower = (f"lower concurrency.min to {fits} or less" if fits else
+             "lower concurrency.min and resources.cpu of the extractors, or run it on a cluster")
     return [Finding(
         f"spec.extractors[{i}].concurrency.min",
-        f"{worst.concurrency.min} actors of extractor {worst.name!r} need {need:g} CPUs (all pools' minimums: "
-        f"{sum(e.concurrency.min for _, e in pools)} actors, {cpus} CPUs) but this machine has {cores} cores; "
-        f"lower concurrency.min (at most about {fits} here; pools grow towards concurrency.max on their own)")]
+        f"{worst.concurrency.min} actors of extractor {worst.name!r} need {worst.concurrency.min * worst.resources.cpu:g} "
+        f"CPUs (all pools' minimums: {sum(spec.extractors[j].concurrency.min for j in pooled)} actors, "
+        f"{_cpus(spec)} CPUs) but this machine has {cores} cores; {lower} (a pool grows towards concurrency.max "
+        "on its own)")]
+
+
+def _cpus(spec: ExtractionJobSpec) -> int:
+    from prism_pipeline.runner import cpus_needed
+
+    return cpus_needed(spec)
+
+
+def _fits(spec: ExtractionJobSpec, pooled: list[int], cores: int) -> bool:
+    extra_actors = sum(spec.extractors[j].concurrency.min - 1 for j in pooled)
+    return _cpus(spec) <= CPU_OVERCOMMIT * cores and extra_actors <= EXTRA_ACTORS_PER_CORE * cores
+
+
+def _with_min(spec: ExtractionJobSpec, index: int, minimum: int) -> ExtractionJobSpec:
+    extractors = list(spec.extractors)
+    ex = extractors[index]
+    extractors[index] = ex.model_copy(update={"concurrency": ex.concurrency.model_copy(update={"min": minimum})})
+    return spec.model_copy(update={"extractors": extractors})
