@@ -164,3 +164,23 @@ def test_a_setup_that_raises_fails_the_job_in_one_line_naming_the_extractor(tmp_
     assert lines == ["prism: job broken failed: extractor 'broken' (python: tests.pipeline.plugins:BrokenSetup) "
                      "failed to start: ValueError: no weights at /models/missing"], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_when_ray_gives_up_restarting_the_job_fails_naming_the_extractor(ray_session, tmp_path, monkeypatch):
+    """Ray's own bound on restarts, the backstop when the crash journal cannot help (here: reached
+    before the journal's own bound)."""
+    from prism_pipeline import extract_stage
+    from prism_pipeline.pipeline import JobError, run_job
+
+    monkeypatch.setattr(extract_stage, "ACTOR_MAX_RESTARTS", 1)
+    monkeypatch.setattr(extract_stage, "ACTOR_MAX_TASK_RETRIES", 1)
+    media = write_media(tmp_path / "media", images=0)
+    spec = spec_for(media, "giveup", [{"name": "digest", "kind": "python: tests.pipeline.plugins:DiesOn",
+                                       "options": {"word": ""}}], stallTimeoutSeconds=60)
+    started = time.monotonic()
+    with pytest.raises(JobError) as raised:
+        run_job("giveup", spec, state_dir=tmp_path / "state")
+    assert str(raised.value).startswith("extractor 'digest': its process died 2 times (Ray restarts one actor "
+                                        "at most 1 times)")
+    assert time.monotonic() - started < 60, time.monotonic() - started

@@ -66,9 +66,9 @@ def stage_failure(err: BaseException) -> str | None:
         return found[-1].strip()
     dead = re.search(r"MapBatches\(ExtractorStage\[([^\]]+)\]\)", text)
     if dead and "actor died" in text.lower():
-        return (f"extractor {dead.group(1)!r}: its process died more than {ACTOR_MAX_RESTARTS} times (Ray's "
-                "limit of restarts for one actor): it keeps crashing or being killed (native code, os._exit, "
-                "the OOM killer)")
+        return (f"extractor {dead.group(1)!r}: its process died {ACTOR_MAX_RESTARTS + 1} times (Ray restarts "
+                f"one actor at most {ACTOR_MAX_RESTARTS} times): it keeps crashing or being killed (native code, "
+                "os._exit, the OOM killer)")
     return None
 
 
