@@ -48,6 +48,7 @@ class Hang(Extractor):
         time.sleep(3600)
         return [{} for _ in items]
 
+
 class DiesOn(Extractor):
     """Counts characters; its process dies on any text containing options.word ("poison"; "" is in
     every text): a native crash (options.how "exit": os._exit(1)) or the OOM killer ("kill": SIGKILL)."""
@@ -99,6 +100,34 @@ class BrokenSetup(Extractor):
 
     def __call__(self, items):
         return [{} for _ in items]
+
+
+class Slow(Extractor):
+    """Counts characters, options.seconds (default 0.3) per item: a model slow enough to interrupt.
+    Raises on text containing 'poison', like Poisoned. Its pace is not part of its fingerprint (the
+    outputs are the same), so a faster run skips what a slow one recorded."""
+
+    modalities = frozenset({"text"})
+    output = Payload()
+
+    def __call__(self, items):
+        for item in items:
+            time.sleep(float(self.options.get("seconds", 0.3)))
+            if "poison" in (item["text"] or ""):
+                raise ValueError("cannot digest poison")
+        return [{"chars": len(item["text"])} for item in items]
+
+    def fingerprint(self) -> str:
+        options = {k: v for k, v in self.options.items() if k != "seconds"}
+        return hashlib.sha256(json.dumps([self.spec.kind, self.version, options], sort_keys=True).encode()).hexdigest()
+
+
+class BadFingerprint(Poisoned):
+    """A plug-in with a bug the driver meets: fingerprint() raises."""
+
+    def fingerprint(self) -> str:
+        raise RuntimeError("bug in the plug-in's fingerprint")
+
 
 class BadPayloadPerFile(BadPayload):
     """BadPayload run on each whole file inside the read task (a sequence extractor)."""

@@ -35,7 +35,7 @@ from prism_pipeline.extractors import Extractor, ExtractorError, build_all
 from prism_pipeline.incremental import Plan
 from prism_pipeline.ledger import Failure, FileTracker, Written
 from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
-from prism_pipeline.sources import SourceError, list_files
+from prism_pipeline.sources import Listing, SourceError, list_source
 
 log = logging.getLogger("prism.pipeline")
 
@@ -52,6 +52,29 @@ class JobError(Exception):
     """The job cannot start or cannot go on; the message says why and what to do."""
 
 
+class Stopped(BaseException):  # noqa: N818 - like KeyboardInterrupt: not an error, and no `except Exception` takes it
+    """The run was stopped before its end: by a signal (SIGINT, SIGTERM: `signum`), which `prism run`
+    raises from its handler, or by spec.activeDeadlineSeconds (`signum` None). Inside the stream,
+    run_job turns it into a result of what finished (JobResult.stopped); before the stream it
+    propagates."""
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.message, self.signum = message, signum
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """spec.activeDeadlineSeconds as a moment on the monotonic clock."""
+
+    at: float
+    seconds: int
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise Stopped(f"ran longer than spec.activeDeadlineSeconds={self.seconds}")
+
+
 @dataclass
 class JobResult:
     name: str
@@ -62,6 +85,7 @@ class JobResult:
     collection: str
     points_in_collection: int | None = None
     extractors: list[str] = field(default_factory=list)
+    stopped: Stopped | None = None  # stopped before the end (a signal, the deadline): the files that finished
     files_removed: int = 0  # spec.deletedFiles Delete: recorded files no longer listed, points deleted
 
     @property
@@ -70,7 +94,10 @@ class JobResult:
 
     @property
     def outcome(self) -> Outcome:
-        """The verdict on a pipeline that ran to its end: ok is decided by maxFailedFileRatio alone."""
+        """The verdict on a pipeline that ran to its end: ok is decided by maxFailedFileRatio alone.
+        A stopped run failed (Failed: running it again resumes after the files it recorded)."""
+        if self.stopped is not None:
+            return Outcome.FAILED
         return Outcome.SUCCEEDED if self.ok else Outcome.TOO_MANY_FAILED_FILES
 
 
@@ -80,18 +107,33 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     """Run the job on the Ray cluster this process is connected to. Raises JobError when it
     cannot start or cannot go on (its outcome is Outcome.FAILED, recorded on the progress actor when
     there is one); otherwise returns the result (ok decided by failurePolicy.maxFailedFileRatio,
-    its outcome recorded on the progress actor with the final totals)."""
+    its outcome recorded on the progress actor with the final totals).
+
+    A run stopped while the stream flows (Stopped: a signal, spec.activeDeadlineSeconds counted from
+    here) returns the result of what finished, `stopped` set; the files whose points were written
+    stay recorded for the next incremental run. Stopped before the stream propagates."""
     started = time.monotonic()
+    deadline = (Deadline(started + spec.active_deadline_seconds, spec.active_deadline_seconds)
+                if spec.active_deadline_seconds else None)
     extractors = _build_extractors(spec)
-    refs = _list(spec)
+    listing = _list(spec)
+    refs = listing.refs
     with _open_sink(spec, extractors, state_dir) as sink:
         plan = _incremental_plan(spec, extractors, sink, refs)
-        progress = _start_progress(name, len(refs), progress_port, namespace, attempt, on_progress)
-        tracker = FileTracker(files_total=len(refs))
-        _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker)
-        removed = _delete_missing(spec, sink, refs, progress, tracker)
-        result = _verdict(name, spec, extractors, tracker, sink, started, removed)
-    _finish(progress, tracker, result)
+        files_total = len(refs) + len(listing.failures)  # an entry the listing could not carry is a failed file
+        progress = _start_progress(name, files_total, progress_port, namespace, attempt, on_progress)
+        tracker = FileTracker(files_total=files_total)
+        _account_unlisted(listing.failures, tracker, progress)
+        stopped = _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker, deadline)
+        removed = 0
+        if stopped is None and listing.failures and spec.deleted_files == "Delete":
+            log.warning("spec.deletedFiles Delete: %d entries could not be listed (see the failure ledger), so "
+                        "this run deletes nothing (their files' points must not go)", len(listing.failures))
+        elif stopped is None:
+            removed = _delete_missing(spec, sink, refs, progress, tracker)
+        result = _verdict(name, spec, extractors, tracker, sink, started, removed, stopped)
+    # After a signal, Ray may be going down with this process: the verdict is sent, not waited for.
+    _finish(progress, tracker, result, wait=stopped is None or stopped.signum is None)
     return result
 
 
@@ -104,12 +146,21 @@ def _build_extractors(spec: ExtractionJobSpec) -> list[Extractor]:
         raise JobError(str(err)) from err
 
 
-def _list(spec: ExtractionJobSpec) -> list:
-    """The source's files (uri, size), listed on the driver."""
+def _list(spec: ExtractionJobSpec) -> Listing:
+    """The source's files (uri, size), listed on the driver, and the entries it could not list."""
     try:
-        return list_files(spec.source)
+        return list_source(spec.source)
     except SourceError as err:
         raise JobError(str(err)) from err
+
+
+def _account_unlisted(failures: list[Failure], tracker: FileTracker, progress: Any) -> None:
+    """Entries the listing could not carry (a name that is not UTF-8, an unreadable folder): failed
+    files in the ledger and the progress, counted against failurePolicy.maxFailedFileRatio."""
+    if failures:
+        before = tracker.driver_counts()
+        tracker.fail_unlisted(failures)
+        progress.add.remote(tracker.driver_counts() - before, list(failures))
 
 
 def _open_sink(spec: ExtractionJobSpec, extractors: list[Extractor], state_dir: str | Path) -> Sink:
@@ -151,15 +202,21 @@ def _start_progress(name: str, files_total: int, progress_port: int | None, name
 # -- the stream ---------------------------------------------------------------------------------------
 
 def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, plan: Plan, sink: Sink,
-                  progress: Any, tracker: FileTracker) -> None:
+                  progress: Any, tracker: FileTracker, deadline: Deadline | None = None) -> Stopped | None:
     """Stream the listed files through the stages and the sink; afterwards every file has an outcome.
-    A failure that stops the job is recorded on the progress actor (Failed) and raised as JobError."""
+    A failure that stops the job is recorded on the progress actor (Failed) and raised as JobError.
+    Stopped (a signal, the deadline) ends the stream early and is returned: the files that did not
+    finish have no outcome, and are not failures."""
     try:
+        if deadline:
+            deadline.check()
         if refs:
             _warn_without_batch_nodes()
             ds = build_dataset(spec, extractors, refs, plan.skip_if, sink, progress)
-            _drain(ds, spec, sink, tracker, progress, plan)
+            _drain(ds, spec, sink, tracker, progress, plan, deadline)
         tracker.close([r.uri for r in refs])
+    except Stopped as stop:
+        return stop
     except JobError as err:
         _finish_failed(progress, tracker, err)
         raise
@@ -167,6 +224,7 @@ def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
         failed = _pipeline_failed(err, tracker)
         _finish_failed(progress, tracker, failed)
         raise failed from err
+    return None
 
 
 def _warn_without_batch_nodes() -> None:
@@ -260,29 +318,68 @@ def _extractor_stage(ds, ex: Extractor, progress: Any):
 
 # -- the driver's side of the stream --------------------------------------------------------------------
 
-def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, plan: Plan) -> None:
+def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, plan: Plan,
+           deadline: Deadline | None = None) -> None:
     """Consume the stream on the driver, batch by batch: the sink writes (the embedded store's
     upserts; server mode's writers already did), the tracker accounts files and points, the progress
-    actor gets what changed, and files whose points are written are recorded for incremental runs."""
+    actor gets what changed, and files whose points are written are recorded for incremental runs.
+    Stopped (a signal, the deadline) still records the files whose points were written."""
     records = _Records(sink, plan)
-    for batch in _batches(ds, tracker, spec.stall_timeout_seconds):
-        outcomes = R.from_batch(batch)
-        records.add(_account(outcomes, sink.write(outcomes), tracker, progress))
+    try:
+        for batch in _batches(ds, tracker, spec.stall_timeout_seconds, deadline):
+            outcomes = R.from_batch(batch)
+            records.add(_account(outcomes, sink.write(outcomes), tracker, progress))
+    except Stopped:
+        records.flush()  # the next incremental run resumes after them
+        raise
     records.flush()
 
 
 _DONE = object()
 
 
-def _batches(ds, tracker: FileTracker, stall_s: float) -> Iterator[dict]:
+def _batches(ds, tracker: FileTracker, stall_s: float, deadline: Deadline | None = None) -> Iterator[dict]:
     """The stream's batches, read ahead by a feeder thread so the driver can notice a stall: raises
-    JobError when no file has finished for `stall_s` seconds, or when Ray's own guard saw no data move."""
+    JobError when no file has finished for `stall_s` seconds, or when Ray's own guard saw no data move,
+    and Stopped past the deadline. However it ends, the feeder stops feeding."""
+    batches: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
+    stop = threading.Event()
+    threading.Thread(target=_feed, args=(ds, batches, stop), name="prism-stream", daemon=True).start()
+    try:
+        yield from _consume(batches, tracker, stall_s, deadline)
+    except BaseException:
+        stop.set()
+        _stop_execution(ds)  # left early (stopped, failed): no stage goes on working for nobody
+        raise
+    finally:
+        stop.set()
+
+
+def _stop_execution(ds) -> None:
+    """Stop Ray Data's execution of `ds` now (the feeder may be waiting on it for minutes): its
+    executor is the thread whose dataset id holds ds's uuid. Left running, it would go on after
+    ray.shutdown and log tracebacks, or start a new local Ray. Best effort: Ray Data internals."""
+    try:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+        uuid = ds._get_uuid()
+    except Exception:  # another Ray Data: the executor ends with the process instead
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, StreamingExecutor) and uuid in str(getattr(thread, "_dataset_id", "")):
+            try:
+                thread.shutdown(force=True)
+            except Exception as err:
+                log.debug("stopping the stream's execution: %s", err)
+
+
+def _consume(batches: queue.Queue, tracker: FileTracker, stall_s: float, deadline: Deadline | None) -> Iterator[dict]:
     from ray.data.exceptions import ExecutionTimeoutError
 
-    batches: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
-    threading.Thread(target=_feed, args=(ds, batches), name="prism-stream", daemon=True).start()
     finished, last_finish = tracker.totals.files_finished, time.monotonic()
     while True:
+        if deadline:
+            deadline.check()
         if tracker.totals.files_finished != finished:  # the consumer finished files with the last batch
             finished, last_finish = tracker.totals.files_finished, time.monotonic()
         try:
@@ -306,14 +403,27 @@ def _batches(ds, tracker: FileTracker, stall_s: float) -> Iterator[dict]:
         yield batch
 
 
-def _feed(ds, batches: queue.Queue) -> None:
-    """The feeder thread: iterate the stream into `batches`, then _DONE or the error that ended it."""
+def _feed(ds, batches: queue.Queue, stop: threading.Event) -> None:
+    """The feeder thread: iterate the stream into `batches`, then _DONE or the error that ended it;
+    once `stop` is set (the consumer left), leave the stream (closing it ends Ray Data's execution)."""
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    stream = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            batches.put(batch)
-        batches.put(_DONE)
-    except BaseException as err:  # handed to the consuming thread
-        batches.put(err)
+        for batch in stream:
+            if not hand_over(batch):
+                getattr(stream, "close", lambda: None)()
+                return
+        hand_over(_DONE)
+    except BaseException as err:  # handed to the consuming thread, if it is still there
+        hand_over(err)
 
 
 def _account(outcomes: list[dict[str, Any]], written: int, tracker: FileTracker,
@@ -376,8 +486,9 @@ def _delete_missing(spec: ExtractionJobSpec, sink: Sink, refs: list, progress: A
 
 
 def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tracker: FileTracker,
-             sink: Sink, started: float, removed: int = 0) -> JobResult:
-    """ok when the failed share of the listed files is within failurePolicy.maxFailedFileRatio."""
+             sink: Sink, started: float, removed: int = 0, stopped: Stopped | None = None) -> JobResult:
+    """ok when the failed share of the listed files is within failurePolicy.maxFailedFileRatio and
+    the run was not stopped before its end."""
     t = tracker.totals
     ratio = t.files_failed / tracker.files_total if tracker.files_total else 0.0
     limit = spec.failure_policy.max_failed_file_ratio
@@ -386,20 +497,25 @@ def _verdict(name: str, spec: ExtractionJobSpec, extractors: list[Extractor], tr
                f"({ratio:.1%} failed; failurePolicy.maxFailedFileRatio {limit:.1%})")
     if spec.deleted_files == "Delete":
         message += f"; {removed} removed (no longer listed; spec.deletedFiles Delete)"
-    if not ok:
+    if stopped is not None:
+        ok = False
+        message = (f"{stopped.message} after {t.files_finished}/{tracker.files_total} files: {message}; "
+                   "run it again to resume (incremental runs skip the files recorded)")
+    elif not ok:
         message = "too many files failed: " + message
     return JobResult(name=name, ok=ok, message=message, tracker=tracker, wall_s=time.monotonic() - started,
                      collection=sink.collection, points_in_collection=sink.count(),
-                     extractors=[ex.name for ex in extractors], files_removed=removed)
+                     extractors=[ex.name for ex in extractors], stopped=stopped, files_removed=removed)
 
 
-def _finish(progress: Any, tracker: FileTracker, result: JobResult) -> None:
+def _finish(progress: Any, tracker: FileTracker, result: JobResult, *, wait: bool = True) -> None:
     """The driver's totals are exact; the actor's running counts came from fire-and-forget calls. The
     verdict goes with them, so a reader never sees the final totals without it."""
     import ray
 
-    ray.get(progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, result.message),
-            timeout=30)
+    ref = progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, result.message)
+    if wait:
+        ray.get(ref, timeout=30)
 
 
 def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:

@@ -7,13 +7,17 @@ RAY_ADDRESS points at it. Everything after start-up is the same code path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prism_api import ExtractionJob, ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
@@ -35,20 +39,45 @@ def cpus_needed(spec: ExtractionJobSpec) -> int:
     return math.ceil(pools + 1 + 0.5)
 
 
-def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False) -> None:
-    """Connect to the cluster named by RAY_ADDRESS, else start a local Ray with the batch resource."""
+QUIET_BACKEND_LOG_LEVEL = "fatal"  # Ray's C++ log level for a local run without -v
+_started: float | None = None  # when start_ray began starting Ray (monotonic clock), until a run counts it
+
+
+def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False, started: float | None = None) -> None:
+    """Connect to the cluster named by RAY_ADDRESS, else start a local Ray with the batch resource.
+    The next run's wall time counts from `started` (default: now), so it includes Ray's start-up."""
+    global _started
     import ray
 
     if ray.is_initialized():
         return
+    _started = started if started is not None else time.monotonic()
     quiet = logging.WARNING if verbose else logging.ERROR
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=quiet, log_to_driver=True)
         return
     cpus = max(os.cpu_count() or 1, cpus_needed(spec))
-    ray.init(num_cpus=cpus, resources={BATCH_RESOURCE: float(spec.cluster.batch_resource)},
-             include_dashboard=False, logging_level=quiet, log_to_driver=verbose)
+    # Ray's C++ side (this driver's core worker) writes its error lines to stderr, e.g. core_worker.cc's
+    # note on every actor pool whose constructor arguments sit in the object store: noise on a
+    # console. Quiet unless -v, or the user set RAY_BACKEND_LOG_LEVEL.
+    backend = None if verbose or "RAY_BACKEND_LOG_LEVEL" in os.environ else QUIET_BACKEND_LOG_LEVEL
+    if backend:
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = backend
+    try:
+        ray.init(num_cpus=cpus, resources={BATCH_RESOURCE: float(spec.cluster.batch_resource)},
+                 include_dashboard=False, logging_level=quiet, log_to_driver=verbose)
+    finally:
+        if backend:  # the started processes have read it; this process's own children need not
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     quiet_ray_data(verbose)
+
+
+def wall_since_start(run_wall_s: float) -> float:
+    """A run's wall time counted from when start_ray began (Ray's start-up included), for the first
+    run after it; the run's own time otherwise (Ray was up already)."""
+    global _started
+    began, _started = _started, None
+    return run_wall_s if began is None else max(run_wall_s, time.monotonic() - began)
 
 
 def quiet_ray_data(verbose: bool) -> None:
@@ -59,13 +88,21 @@ def quiet_ray_data(verbose: bool) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+# Exit statuses of a run (prism run and the RayJob entrypoint): 128 + the signal that stopped it.
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
 def execute(job: ExtractionJob, *, state_dir: str | Path = ".prism", progress_port: int | None = None,
             show_bar: bool = True, print_ledger: bool = False, linger_s: float = 0.0, attempt: int = 1,
-            print_outcome: bool = False) -> int:
-    """Run the job and print its summary; 0 when it succeeded, 1 when it failed.
+            print_outcome: bool = False, local: bool = False, verbose: bool = False) -> int:
+    """Run the job and print its summary; 0 when it succeeded, 1 when it failed, 128 + the signal's
+    number when a signal stopped it (130 SIGINT, 143 SIGTERM; see run_locally).
 
     The verdict (prism_api.outcome.Outcome) is recorded on the progress actor, served there for
     `linger_s` (success or failure), and with `print_outcome` printed as the last line of stdout.
+    `local` (prism run): an unexpected error prints one line (its traceback only with `verbose`),
+    and a failure ledger that cannot be written makes the exit status 1 even when the job succeeded.
+    The RayJob entrypoint keeps the traceback in the driver log and exits by the verdict alone.
     """
     from prism_pipeline.console import ProgressBar
 
@@ -77,54 +114,207 @@ def execute(job: ExtractionJob, *, state_dir: str | Path = ".prism", progress_po
         if bar:
             bar.attach(actor)
 
-    report = _run(job, bar, attach, state_dir=state_dir, progress_port=progress_port, print_ledger=print_ledger,
-                  attempt=attempt)
-    if actors:
-        record_outcome(actors[0], report)
+    ran = _run(job, bar, attach, state_dir=state_dir, progress_port=progress_port, print_ledger=print_ledger,
+               attempt=attempt, show_traceback=verbose or not local)
+    if actors and ran.signum is None:  # after a signal Ray may be going down: no waiting on an actor
+        record_outcome(actors[0], ran.report)
         if linger_s > 0:
             # Keep the progress endpoint up for the operator's next scrape of the final totals and verdict.
             time.sleep(linger_s)
     if print_outcome:
-        report_outcome(report)
-    return 0 if report.outcome is Outcome.SUCCEEDED else 1
+        report_outcome(ran.report)
+    if ran.signum is not None:
+        return 128 + ran.signum
+    if ran.ledger_error and local:
+        return EXIT_FAILED
+    return EXIT_OK if ran.report.outcome is Outcome.SUCCEEDED else EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class _Ran:
+    report: OutcomeReport
+    signum: int | None = None  # the signal that stopped the run
+    ledger_error: str = ""     # why the failure ledger could not be written
 
 
 def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_port: int | None, print_ledger: bool,
-         attempt: int) -> OutcomeReport:
+         attempt: int, show_traceback: bool = True) -> _Ran:
     from prism_pipeline.console import summary
-    from prism_pipeline.pipeline import JobError, run_job
+    from prism_pipeline.pipeline import JobError, Stopped, run_job
 
     name = job.metadata.name
     try:
         result = run_job(name, job.spec, state_dir=state_dir, progress_port=progress_port, on_progress=attach,
                          namespace=job.metadata.namespace or "", attempt=attempt)
+        result.wall_s = wall_since_start(result.wall_s)
     except JobError as err:
         if bar:
             bar.close()
         print(f"prism: job {name} failed: {err}", file=sys.stderr)
-        return OutcomeReport(Outcome.FAILED, str(err))
+        return _Ran(OutcomeReport(Outcome.FAILED, str(err)))
+    except Stopped as stop:  # before any file went through: nothing to summarize
+        if bar:
+            bar.close()
+        print(f"prism: job {name} {stop.message} before it processed any file", file=sys.stderr)
+        return _Ran(OutcomeReport(Outcome.FAILED, stop.message), stop.signum)
     except Exception as err:  # a bug or a lost cluster: still a verdict, with the traceback in the log
         if bar:
             bar.close()
-        traceback.print_exc()
-        print(f"prism: job {name} failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return OutcomeReport(Outcome.FAILED, f"{type(err).__name__}: {err}")
+        if show_traceback:
+            traceback.print_exc()
+        first = " ".join(str(err).split())[:500]
+        print(f"prism: job {name} failed: {type(err).__name__}: {first}", file=sys.stderr)
+        if not show_traceback:
+            print("prism: this is unexpected; rerun with -v for the traceback", file=sys.stderr)
+        return _Ran(OutcomeReport(Outcome.FAILED, f"{type(err).__name__}: {err}"))
     if bar:
         bar.close()
-    print(summary(result))
+    # The ledger first: the verdict printed below is final, and a reader may act on it at once.
     ledger = Path(state_dir) / "jobs" / name / "failures.jsonl"
-    result.tracker.write(ledger)
-    if result.failures:
+    ledger_error = ""
+    try:
+        result.tracker.write(ledger)
+    except OSError as err:
+        ledger_error = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+    print(summary(result))
+    if result.failures and not ledger_error:
         print(f"\n  Failure ledger: {ledger}")
+    if ledger_error:
+        verdict = "succeeded" if result.ok else "failed"
+        print(f"prism: job {name} {verdict} but its failure ledger could not be written to {ledger}: "
+              f"{ledger_error}; its points are in collection {result.collection!r} (the summary above lists "
+              "the first failures); fix the path or pass --state-dir", file=sys.stderr)
     if print_ledger:
         for f in result.failures:
             print(f.to_line())
+    if result.stopped is not None:
+        print(f"prism: job {name} {result.stopped.message}", file=sys.stderr)
     if not job.spec.sink.qdrant.url:
         from prism_pipeline.sink.embedded import close_embedded
 
         close_embedded(state_dir)
-    return OutcomeReport(result.outcome, result.message, len(result.failures),
-                         tuple(result.failures[:MAX_FAILURE_SAMPLES]))
+    report = OutcomeReport(result.outcome, result.message, len(result.failures),
+                           tuple(result.failures[:MAX_FAILURE_SAMPLES]))
+    return _Ran(report, result.stopped.signum if result.stopped else None, ledger_error)
+
+
+def run_locally(job: ExtractionJob, *, verbose: bool = False, **options: Any) -> int:
+    """`prism run`: start Ray on this machine, run the job (execute), and always stop Ray again.
+
+    The first SIGINT (Ctrl-C) or SIGTERM stops the run where it is: the files whose points are written
+    stay recorded, the summary and the failure ledger of what finished are printed and written, and
+    the exit status is 130 (SIGINT) or 143 (SIGTERM). A second signal while that happens exits at
+    once with the same status, after killing this run's Ray processes (best effort)."""
+    from prism_pipeline.pipeline import Stopped
+
+    interrupts = _Interrupts()
+    interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
+    try:
+        start_ray(job.spec, verbose=verbose)
+        interrupts.install()
+        return execute(job, local=True, verbose=verbose, **options)
+    except Stopped as stop:  # while Ray started, or after the job's own account
+        print(f"prism: job {job.metadata.name} {stop.message}", file=sys.stderr)
+        return 128 + stop.signum if stop.signum else EXIT_FAILED
+    finally:
+        interrupts.shutting_down = True
+        stop_ray()
+        interrupts.restore()
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM for `prism run`: the first raises pipeline.Stopped in the main thread (the
+    pipeline turns it into a summary of what finished), the next kills Ray and exits at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.shutting_down = False
+        self._saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._handle)
+            self._saved.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        from prism_pipeline.pipeline import Stopped
+
+        if self.first is not None or self.shutting_down:
+            _say(f"prism: {signal.Signals(signum).name} again: stopping Ray and exiting now\n")
+            _kill_ray()
+            os._exit(128 + (self.first or signum))
+        self.first = signum
+        _say(f"prism: {signal.Signals(signum).name}: stopping; the summary of what finished follows "
+             "(press Ctrl-C again to quit at once)\n")
+        raise Stopped(f"interrupted by {signal.Signals(signum).name}", signum)
+
+
+def _say(text: str) -> None:
+    """Write from a signal handler: straight to fd 2 (print could re-enter a buffered write)."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray; the local Ray that ray.init started (gcs_server, raylet, workers) stops
+    with it. Errors on the way out are not the job's."""
+    import ray
+
+    with contextlib.suppress(Exception):
+        from ray._private import auto_init_hook
+
+        auto_init_hook.enable_auto_connect = False  # a thread still calling into Ray must not start a new one
+    with contextlib.suppress(Exception):
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _kill_ray() -> None:
+    """Kill this process's children and theirs (the local Ray: gcs_server, raylet, its agents and
+    workers) at once, without waiting: SIGKILL to the whole tree, collected before any dies (a
+    killed raylet's children would be re-parented out of reach). Where /proc is missing, Ray's own
+    bookkeeping of the processes it started."""
+    tree = _descendants(os.getpid())
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if tree:
+        return
+    with contextlib.suppress(Exception):
+        from ray._private import worker
+
+        node = worker._global_node
+        if node is not None:
+            node.kill_all_processes(check_alive=False, allow_graceful=False, wait=False)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def record_outcome(actor, report: OutcomeReport) -> None:
