@@ -94,3 +94,18 @@ def test_collection_names_of_prism_own_are_refused(collection):
     assert problems(job(collection=collection)) == [
         f"spec.sink.qdrant.collection: must not contain '__prism' (got '{collection}'): Prism keeps "
         "<collection>__prism_files beside each collection for its own records; choose another name"]
+
+
+def test_an_error_about_a_huge_shared_value_quotes_it_briefly():
+    """An unknown field holding an alias bomb is named without walking the bomb to print it."""
+    doc = job()
+    doc["spec"]["lol"] = billion_laughs()
+    started = time.monotonic()
+    [message] = problems(doc)
+    assert message == "spec.lol: is not a known field; check the spelling (see `kubectl explain extractionjob.spec`)"
+    doc = job()
+    doc["spec"]["source"]["include"] = billion_laughs()["lol"]
+    messages = problems(doc)
+    assert len(messages) == 9 and messages[0].startswith("spec.source.include[0]: must be a string (got [[[[...], ")
+    assert all(len(m) < 200 for m in messages)
+    assert time.monotonic() - started < 1
