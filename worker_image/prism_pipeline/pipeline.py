@@ -29,7 +29,7 @@ from prism_api import ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
 from prism_api.fields import quantity_value
 from prism_api.outcome import Outcome
-from prism_pipeline import incremental
+from prism_pipeline import incremental, unchanged
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
 from prism_pipeline.incremental import Plan
@@ -210,7 +210,10 @@ def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
     try:
         if deadline:
             deadline.check()
-        if refs:
+        if refs and unchanged.every_file_unchanged(spec, refs, plan.skip_if):
+            log.info("every listed file is unchanged since the last run: nothing to extract, no pipeline started")
+            unchanged.account_skipped(refs, tracker, progress)
+        elif refs:
             _warn_without_batch_nodes()
             ds = build_dataset(spec, extractors, refs, plan.skip_if, sink, progress)
             _drain(ds, spec, sink, tracker, progress, plan, deadline)

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -60,16 +61,42 @@ def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False, started: float 
     # Ray's C++ side (this driver's core worker) writes its error lines to stderr, e.g. core_worker.cc's
     # note on every actor pool whose constructor arguments sit in the object store: noise on a
     # console. Quiet unless -v, or the user set RAY_BACKEND_LOG_LEVEL.
+    # Reading that setting is itself logged (logging.cc, at start-up): start-up's stderr is held back
+    # and shown only if ray.init fails.
     backend = None if verbose or "RAY_BACKEND_LOG_LEVEL" in os.environ else QUIET_BACKEND_LOG_LEVEL
     if backend:
         os.environ["RAY_BACKEND_LOG_LEVEL"] = backend
     try:
-        ray.init(num_cpus=cpus, resources={BATCH_RESOURCE: float(spec.cluster.batch_resource)},
-                 include_dashboard=False, logging_level=quiet, log_to_driver=verbose)
+        with _stderr_held(bool(backend)):
+            ray.init(num_cpus=cpus, resources={BATCH_RESOURCE: float(spec.cluster.batch_resource)},
+                     include_dashboard=False, logging_level=quiet, log_to_driver=verbose)
     finally:
         if backend:  # the started processes have read it; this process's own children need not
             os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     quiet_ray_data(verbose)
+
+
+@contextlib.contextmanager
+def _stderr_held(hold: bool):
+    """File descriptor 2 (C++ writes there too) goes to a temporary file for the block; its content
+    is written to the real stderr only if the block raises."""
+    if not hold:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def wall_since_start(run_wall_s: float) -> float:
