@@ -89,6 +89,16 @@ def test_list_show_and_files(state, tmp_path):
     assert "vector" not in json.dumps(found["points"])  # payloads only
 
 
+def test_a_file_is_named_as_a_listing_names_it(tmp_path, monkeypatch):
+    from prism_cli.cmd_collections import resolve
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve("media/a.png") == resolve("./media/a.png") == str(tmp_path / "media/a.png")
+    assert resolve("file:///data/a.png") == "/data/a.png"
+    assert resolve("s3://bucket/dir/a.png") == resolve("s3a://bucket/dir/a.png") == "s3://bucket/dir/a.png"
+    assert resolve("gs://bucket/a.png") == "gs://bucket/a.png"
+
+
 def test_errors_are_one_message(state, tmp_path):
     missing = prism("collections", "list", "--state-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no embedded store" in one_message(missing)

@@ -102,7 +102,8 @@ def record_differences(recorded: list[dict[str, Any]], extractors: list[Extracto
 
 def refusal(name: str, differences: list[str], server: bool) -> str:
     delete = (f"delete it and its companion {files_collection(name)!r} through the Qdrant API "
-              f"(DELETE /collections/{name} and /collections/{files_collection(name)})" if server
+              f"(DELETE /collections/{name} and /collections/{files_collection(name)}, or "
+              f"`prism collections delete {name} --yes --url URL`)" if server
               else f"delete it with `prism collections delete {name} --yes`")
     return (f"spec.sink.qdrant.collection: {name!r} was written by other extractors than this job's, and "
             f"writing it would overwrite or orphan their points: {'; '.join(differences)}. Nothing was "
