@@ -20,6 +20,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 from .child_names import MAX_JOB_NAME_LENGTH
+from .conventions import FILES_COLLECTION_SUFFIX, PRISM_MARK
 from .cron_job import (
     CRON_KIND,
     CRON_PLURAL,
@@ -248,6 +249,13 @@ def _add_cross_field_rules(spec: dict[str, Any], immutable: bool = True) -> None
     source["x-kubernetes-validations"] = [{
         "rule": "!has(self.endpoint) || self.uri.startsWith('s3://')",
         "message": "endpoint applies only to s3:// sources",
+    }]
+    qdrant = props["sink"]["properties"]["qdrant"]
+    qdrant["x-kubernetes-validations"] = [{
+        "rule": f"!self.collection.contains('{PRISM_MARK}')",
+        "message": f"collection must not contain '{PRISM_MARK}': Prism keeps <collection>{FILES_COLLECTION_SUFFIX} "
+                   "beside each collection for its own records",
+        "fieldPath": ".collection",
     }]
     if immutable:
         spec.setdefault("x-kubernetes-validations", []).extend(_immutability_rules(spec))

@@ -63,6 +63,12 @@ def _extractors(spec: ExtractionJobSpec, findings: list[Finding]) -> bool:
         except (ValueError, TypeError, ModelError, OSError) as err:
             findings.append(Finding(where, str(err)))
             ok = False
+        except Exception as err:  # noqa: BLE001 - a plug-in's constructor may raise anything
+            if not ex_spec.plugin_path:
+                raise
+            findings.append(Finding(where, f"plug-in {ex_spec.plugin_path} failed to start: "
+                                    f"{type(err).__name__}: {err}"))
+            ok = False
     return ok
 
 

@@ -77,10 +77,6 @@ def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
         output, modalities, _ = ex.output, ex.modalities, ex.version
     except (ValueError, TypeError, ModelError) as err:
         raise ExtractorError(f"{where}: {err}") from err
-    except Exception as err:  # noqa: BLE001 - a plug-in's constructor may raise anything
-        if not spec.plugin_path:
-            raise
-        raise ExtractorError(f"{where}: plug-in {spec.plugin_path} failed to start: {type(err).__name__}: {err}") from err
     if not isinstance(output, Vector | Payload):
         raise ExtractorError(f"{where}: {cls.__name__}.output must be Vector(size) or Payload()")
     if isinstance(output, Vector) and output.size < 1:
