@@ -196,3 +196,30 @@ def test_operator_without_cluster_credentials_exits_with_one_line(tmp_path):
         pytest.fail(f"prism operator kept retrying without credentials: {err.stderr!r}")
     one_message(result, "KUBECONFIG", "~/.kube/config", "in-cluster")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_prism_failed_keeps_one_row_per_item_for_hostile_file_names(tmp_path):
+    from prism_api import QdrantSink
+    from prism_pipeline.extractors import build
+    from prism_pipeline.sink import Sink
+    from prism_pipeline.sink.embedded import close_embedded
+    from tests.pipeline.stores import item_rows, outcomes, text_extractor
+    from tests.pipeline.test_partial_results import digest
+
+    rows = item_rows(HOSTILE, folder=str(tmp_path / "media"))
+    for r in rows:
+        if "txt" in r["uri"] and "tab" not in r["uri"]:
+            r["errors"].append({"stage": "digest", "error": "ValueError: cannot\ndigest\tpoison"})
+        else:
+            r["outputs"]["digest"] = {"chars": len(r["text"])}
+    extractors = [text_extractor(), build(digest())]
+    with Sink(QdrantSink(collection="docs", batch_size=2), extractors, tmp_path / "state") as sink:
+        sink.prepare()
+        sink.write(outcomes(rows, extractors))
+    close_embedded(tmp_path / "state")
+    result = prism("failed", "--collection", "docs", "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout  # header, two items, the count
+    assert sorted(line.split()[:3] for line in lines[1:3]) == [
+        [r"media/new\nline.txt", "chunk=0", "digest"], ["media/sharp#1.txt", "chunk=0", "digest"]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cmd_search import display_uri
+from .cmd_search import cell, display_uri
 
 HELP = ("List the items of a collection that an extractor failed on: they were written without that "
         "extractor's output. Prints uri, item, extractor and reason; run the job again to reprocess "
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for item in found.items:
         for failure in item.failures:
             if args.extractor is None or failure.extractor == args.extractor:
-                print(f"{display_uri(item.uri):<44}  {item.item:<16}  {failure.extractor:<16}  {failure.reason}")
+                print(f"{cell(display_uri(item.uri)):<44}  {cell(item.item):<16}  {failure.extractor:<16}  "
+                      f"{cell(failure.reason)}")
     files = len({item.uri for item in found.items})
     where = (f"in {files} file{'s' * (files != 1)}" if len(found.items) == found.total
              else f"{len(found.items)} listed (see --limit)")
