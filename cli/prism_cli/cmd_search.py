@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in results[0].warnings if results else []:
         print(f"prism search: warning: {warning}", file=sys.stderr)
     for query, result in zip(queries, results, strict=True):
-        if args.json:
+        if getattr(args, "json", False):  # callers building a Namespace by hand may leave it out
             for h in result.hits:
                 print(json.dumps(hit_json(query, h, result.vector), ensure_ascii=False))
             continue
