@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Exit status: 0 succeeded, 1 failed (or its failure ledger could not be written), 2 a user error
     # (the manifest, the flags), 130 Ctrl-C / 143 SIGTERM (the summary of what finished is printed).
-    return run_locally(job, verbose=args.verbose, state_dir=args.state_dir,
+    from .main import STARTED
+
+    return run_locally(job, verbose=args.verbose, state_dir=args.state_dir, started=STARTED,
                        progress_port=args.progress_port, show_bar=not args.no_progress_bar)

@@ -11,6 +11,9 @@ import argparse
 import importlib
 import importlib.metadata
 import sys
+import time
+
+STARTED = time.monotonic()  # about when the process started: `prism run` reports its wall time from here
 
 DISTRIBUTION = "prism-extract"
 SUBCOMMANDS = ("run", "search", "failed", "collections", "validate", "render", "crd", "operator")

@@ -225,7 +225,8 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
     return _Ran(report, result.stopped.signum if result.stopped else None, ledger_error)
 
 
-def run_locally(job: ExtractionJob, *, verbose: bool = False, **options: Any) -> int:
+def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | None = None,
+                **options: Any) -> int:
     """`prism run`: start Ray on this machine, run the job (execute), and always stop Ray again.
 
     The first SIGINT (Ctrl-C) or SIGTERM stops the run where it is: the files whose points are written
@@ -237,7 +238,7 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, **options: Any) ->
     interrupts = _Interrupts()
     interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
     try:
-        start_ray(job.spec, verbose=verbose)
+        start_ray(job.spec, verbose=verbose, started=started)  # the wall time counts from `started`
         interrupts.install()
         return execute(job, local=True, verbose=verbose, **options)
     except Stopped as stop:  # while Ray started, or after the job's own account
