@@ -307,3 +307,20 @@ def test_pool_minimums_are_measured_against_the_cores(tmp_path, extractors, core
         assert findings[0].message == ("3 actors of extractor 'e1' need 6 CPUs (all pools' minimums: 4 actors, 9 CPUs) "
                                        "but this machine has 2 cores; lower concurrency.min to 2 or less (a pool grows "
                                        "towards concurrency.max on its own)")
+
+
+def test_an_ocr_actor_lists_the_installed_languages_readably():
+    """The same message from setup() in a Ray actor (a cluster whose worker image lacks the language)."""
+    if not shutil.which("tesseract"):
+        pytest.skip("the tesseract binary is not installed here")
+    from prism_api import ExtractorSpec
+    from prism_pipeline.extractors.ocr import OCR
+    from prism_pipeline.model_uris import ModelError
+
+    listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True).stdout.splitlines()[1:]
+    ocr = OCR(ExtractorSpec.model_validate({"name": "words", "kind": "ocr",
+                                            "options": {"backend": "tesseract", "language": "xxx"}}))
+    with pytest.raises(ModelError) as info:
+        ocr.setup()
+    assert str(info.value) == (f"extractor 'words': options.language 'xxx': tesseract has no data for xxx (installed: "
+                               f"{', '.join(sorted(s.strip() for s in listed))}); install tesseract-ocr-xxx")
