@@ -95,6 +95,47 @@ def test_a_bad_payload_fails_its_file_under_the_extractor_and_the_job_goes_on(ra
     assert "payload['result'] is an Opaque" in result.failures[0].error
 
 
+# -- the crash journal, across "restarts" (a new journal on the same file is the restarted actor) ----------
+
+def test_the_crash_journal_narrows_a_death_down_to_the_item_and_forgets_it_once_through(tmp_path):
+    from prism_pipeline.extract_stage import CrashJournal
+
+    path = tmp_path / "actor.json"
+    CrashJournal(path).begin(["a", "b"])  # the process dies with a batch in flight
+    j = CrashJournal(path)
+    assert (j.suspects, j.died_on, j.in_a_row, j.last) == ({"a", "b"}, {}, 1, "a batch of 2 items")
+    j.begin(["a"])
+    j.survived()  # a came through alone
+    j.begin(["b"])  # and the process dies on b, alone in flight
+    j = CrashJournal(path)
+    assert (j.died_on, j.in_a_row, j.last) == ({"b": os.getpid()}, 1, "b")
+    j.settle(["a", "b"])  # the batch came through (b failed without being run again)
+    assert CrashJournal(path).died_on == {} and j.in_a_row == 1  # no call has come through since the death
+    j.begin(["c"])
+    j.survived()
+    assert not path.exists()  # nothing left to remember
+
+    CrashJournal(path).begin(["<setup>"])  # deaths in setup() count, without blaming an item
+    j = CrashJournal(path)
+    assert (j.suspects, j.died_on, j.in_a_row, j.last) == (set(), {}, 1, "<setup>")
+
+
+def test_a_stage_fails_without_running_it_again_the_item_its_process_died_on(tmp_path):
+    from prism_pipeline.extract_stage import CrashJournal
+
+    path = tmp_path / "actor.json"
+    CrashJournal(path).begin(["/m/poison.txt#chunk=0", "/m/ok.txt#chunk=0"])
+    CrashJournal(path).begin(["/m/poison.txt#chunk=0"])  # the restarted actor died on it alone
+    stage = ExtractorStage({"name": "digest", "kind": "python: tests.pipeline.plugins:DiesOn"})
+    stage.journal = CrashJournal(path)  # what the next restart reads
+    poison, ok = R.from_batch(stage(R.to_batch([text_row("poison.txt", "holds poison"), text_row("ok.txt", "fine")])))
+    assert poison["outputs"] == {} and poison["errors"][0]["stage"] == "digest"
+    assert poison["errors"][0]["error"].startswith(
+        f"/m/poison.txt#chunk=0: the extractor's process died on this item (pid {os.getpid()} exited or was killed")
+    assert ok["outputs"] == {"digest": {"chars": 4}}
+    assert not path.exists()
+
+
 # -- real process deaths and a broken setup(), through `prism run` -----------------------------------------
 
 def prism_run(tmp_path: Path, name: str, extractor: dict, *, stall_s: int = 90,

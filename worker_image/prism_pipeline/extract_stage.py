@@ -93,9 +93,10 @@ class ExtractorStage:
         j = self.journal
         if j.in_a_row < MAX_DEATHS_IN_A_ROW:
             return None
-        where = "while starting (in setup())" if j.last == _SETUP else f"(the last time on {j.last})"
-        return (f"extractor {self.name!r} ({self.kind}): its process died {j.in_a_row} times in a row without "
-                f"finishing an item {where}; it was killed or crashed (native code, os._exit, the OOM killer)")
+        where = ("while starting (in setup())" if j.last == _SETUP
+                 else f"without finishing an item (the last time on {j.last})")
+        return (f"extractor {self.name!r} ({self.kind}): its process died {j.in_a_row} times in a row {where}; "
+                "it was killed or crashed (native code, os._exit, the OOM killer)")
 
     def _start(self, spec: dict) -> str | None:
         self.journal.begin([_SETUP])
