@@ -1,7 +1,7 @@
 """Hostile input (issue 15, item 3): every decoder stops at a bound on what it decodes (audio
 duration, video frames, image pixels, PDF pages, text characters) and the file lands in the ledger
 with a reason naming the spec field to raise; files are streamed from where they lie, never read
-whole into memory. Memory is measured as the real peak RSS of a child process (wait4's rusage)."""
+whole into memory. Memory is measured as the real peak RSS of a child process (its VmHWM)."""
 
 from __future__ import annotations
 
@@ -40,26 +40,21 @@ CHILD = textwrap.dedent("""
         for row in rows:
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1
             errors += [e["error"] for e in row["errors"]]
-    print(json.dumps({"statuses": statuses, "errors": errors}))
+    # The peak of this process's memory since exec (VmHWM): getrusage's ru_maxrss would also count
+    # the parent's pages the child had between fork and exec.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"statuses": statuses, "errors": errors, "peak": peak}))
 """)
 
 
-class _Measured(subprocess.Popen):
-    """Popen that reaps with wait4, keeping the child's own peak RSS (ru_maxrss, KiB on Linux)."""
-
-    def _try_wait(self, wait_flags):
-        pid, status, usage = os.wait4(self.pid, wait_flags)
-        if pid == self.pid:
-            self.peak_rss = usage.ru_maxrss * 1024
-        return pid, status
-
-
 def measured(path, pre: dict | None = None, max_file_bytes: int = 2 * 1024**3) -> tuple[dict, int]:
-    proc = _Measured([sys.executable, "-c", CHILD, str(path), json.dumps(pre or {}), str(max_file_bytes)],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1]), proc.peak_rss
+    """(what the read stage produced, the child's peak RSS in bytes)."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(pre or {}), str(max_file_bytes)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return got, got.pop("peak")
 
 
 def silent_flac(path, hours: float, rate: int = 8000) -> None:
