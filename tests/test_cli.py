@@ -38,7 +38,7 @@ def test_validate_mixed_files_reports_each(tmp_path):
     good = (ROOT / "examples/minimal.yaml").read_text()
     multi.write_text(good + "\n---\n" + (ROOT / "tests/spec/bad/unknown-kind.yaml").read_text())
     result = prism("validate", str(multi), str(tmp_path / "missing.yaml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a missing file is a usage error (an invalid manifest alone exits 1)
     assert f"{multi}[1]: spec.extractors[0].kind: unknown extractor kind 'embeddings'" in result.stderr
     assert f"{tmp_path / 'missing.yaml'}: no such file" in result.stderr
     assert f"{multi}[0]: ExtractionJob docs-minimal is valid" in result.stdout

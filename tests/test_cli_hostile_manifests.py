@@ -131,7 +131,8 @@ def test_validate_refuses_duplicate_keys_recursive_aliases_non_utf8_and_director
     folder = tmp_path / "jobs"
     folder.mkdir()
     rc, _, _, _, err = measured("validate", str(dup), str(loop), str(latin), str(folder))
-    assert rc == 1
+    assert rc == 2  # a directory is a usage error; without it, invalid manifests exit 1
+    assert measured("validate", str(dup), str(loop), str(latin))[0] == 1
     lines = err.splitlines()
     assert f"{dup}: line 5: duplicate key 'name' (first at line 4); YAML keeps only the last one, so remove or " \
            "rename one of them" in lines

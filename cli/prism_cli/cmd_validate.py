@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 HELP = ("Check ExtractionJob and ExtractionCronJob manifests; print each problem as FILE: FIELD: MESSAGE. "
-        "Exit 0 if all are valid.")
+        "Exit 0 if all are valid, 1 if one is not, 2 if an argument is no file (missing, a directory).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from .manifests import documents_of
 
     documents, bad = documents_of(args.files)
+    # An argument that is no file (missing, a directory) is a usage error: exit 2, as for other flags.
+    usage = sum(not Path(f).is_file() for f in args.files)
     local = args.target == "local"
     check_local = _local_checks() if local else None
     if local and check_local is None:
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             print(f"{doc.where}: {parsed.kind} {parsed.metadata.name} is valid")
-    return 1 if bad else 0
+    return 2 if usage else 1 if bad else 0
 
 
 def _local_checks():
