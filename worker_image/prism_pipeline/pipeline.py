@@ -103,18 +103,19 @@ class JobResult:
 
 def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".prism",
             progress_port: int | None = None, on_progress: Callable[[Any], None] | None = None,
-            namespace: str = "", attempt: int = 1) -> JobResult:
+            namespace: str = "", attempt: int = 1, deadline: bool = False) -> JobResult:
     """Run the job on the Ray cluster this process is connected to. Raises JobError when it
     cannot start or cannot go on (its outcome is Outcome.FAILED, recorded on the progress actor when
     there is one); otherwise returns the result (ok decided by failurePolicy.maxFailedFileRatio,
     its outcome recorded on the progress actor with the final totals).
 
-    A run stopped while the stream flows (Stopped: a signal, spec.activeDeadlineSeconds counted from
-    here) returns the result of what finished, `stopped` set; the files whose points were written
-    stay recorded for the next incremental run. Stopped before the stream propagates."""
+    A run stopped while the stream flows (Stopped: a signal, or with `deadline` (prism run; on a
+    cluster the operator enforces it) spec.activeDeadlineSeconds counted from here) returns the result
+    of what finished, `stopped` set; the files whose points were written stay recorded for the next
+    incremental run. Stopped before the stream propagates."""
     started = time.monotonic()
-    deadline = (Deadline(started + spec.active_deadline_seconds, spec.active_deadline_seconds)
-                if spec.active_deadline_seconds else None)
+    active = spec.active_deadline_seconds if deadline else None
+    due = Deadline(started + active, active) if active else None
     extractors = _build_extractors(spec)
     listing = _list(spec)
     refs = listing.refs
@@ -124,7 +125,7 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
         progress = _start_progress(name, files_total, progress_port, namespace, attempt, on_progress)
         tracker = FileTracker(files_total=files_total)
         _account_unlisted(listing.failures, tracker, progress)
-        stopped = _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker, deadline)
+        stopped = _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker, due)
         removed = 0
         if stopped is None and listing.failures and spec.deleted_files == "Delete":
             log.warning("spec.deletedFiles Delete: %d entries could not be listed (see the failure ledger), so "

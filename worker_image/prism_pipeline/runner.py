@@ -142,7 +142,7 @@ def execute(job: ExtractionJob, *, state_dir: str | Path = ".prism", progress_po
             bar.attach(actor)
 
     ran = _run(job, bar, attach, state_dir=state_dir, progress_port=progress_port, print_ledger=print_ledger,
-               attempt=attempt, show_traceback=verbose or not local)
+               attempt=attempt, local=local, show_traceback=verbose or not local)
     if actors and ran.signum is None:  # after a signal Ray may be going down: no waiting on an actor
         record_outcome(actors[0], ran.report)
         if linger_s > 0:
@@ -165,14 +165,14 @@ class _Ran:
 
 
 def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_port: int | None, print_ledger: bool,
-         attempt: int, show_traceback: bool = True) -> _Ran:
+         attempt: int, local: bool = False, show_traceback: bool = True) -> _Ran:
     from prism_pipeline.console import summary
     from prism_pipeline.pipeline import JobError, Stopped, run_job
 
     name = job.metadata.name
     try:
         result = run_job(name, job.spec, state_dir=state_dir, progress_port=progress_port, on_progress=attach,
-                         namespace=job.metadata.namespace or "", attempt=attempt)
+                         namespace=job.metadata.namespace or "", attempt=attempt, deadline=local)
         result.wall_s = wall_since_start(result.wall_s)
     except JobError as err:
         if bar:
@@ -238,7 +238,15 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | N
     interrupts = _Interrupts()
     interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
     try:
-        start_ray(job.spec, verbose=verbose, started=started)  # the wall time counts from `started`
+        try:
+            start_ray(job.spec, verbose=verbose, started=started)  # the wall time counts from `started`
+        except Exception as err:  # Ray cannot start here (ports, /tmp, shared memory): one line, not a traceback
+            if verbose:
+                traceback.print_exc()
+            first = " ".join(str(err).split())[:500]
+            print(f"prism: cannot start Ray on this machine: {type(err).__name__}: {first}"
+                  + ("" if verbose else "; rerun with -v for the traceback"), file=sys.stderr)
+            return EXIT_FAILED
         interrupts.install()
         return execute(job, local=True, verbose=verbose, **options)
     except Stopped as stop:  # while Ray started, or after the job's own account
