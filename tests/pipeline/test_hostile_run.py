@@ -160,8 +160,8 @@ def interrupt_midway(tmp_path: Path, name: str, signals: list[signal.Signals], *
     send `signals` (to the whole process group, as a terminal's Ctrl-C does, or to prism alone, as a
     supervisor does); return the exit status, stdout, stderr, the Ray processes it had started that
     are still alive, the seconds it took to exit, and the job's manifest."""
-    media = text_files(tmp_path / "media", 40, poison=True)
-    job = job_file(tmp_path, name, media, {"name": "chars", "kind": SLOW, "batchSize": 1, "options": {"seconds": 0.3}},
+    media = text_files(tmp_path / "media", 20, poison=True)
+    job = job_file(tmp_path, name, media, {"name": "chars", "kind": SLOW, "batchSize": 1, "options": {"seconds": 0.5}},
                    failurePolicy={"maxFailedFileRatio": 0.5})
     port = free_port()
     proc = subprocess.Popen([*PRISM, "run", str(job), "--state-dir", str(tmp_path / "state"), "--no-progress-bar",
@@ -170,7 +170,7 @@ def interrupt_midway(tmp_path: Path, name: str, signals: list[signal.Signals], *
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 150
-        while proc.poll() is None and files_done(port) < 3 and time.monotonic() < deadline:
+        while proc.poll() is None and files_done(port) < 2 and time.monotonic() < deadline:
             time.sleep(0.3)
         if proc.poll() is not None:
             pytest.fail(f"prism run ended before the signal: {proc.returncode}\n{proc.communicate()[1][-3000:]}")
@@ -202,13 +202,13 @@ def test_ctrl_c_exits_130_with_the_summary_and_ledger_and_leaves_no_ray_behind(t
     # the ledger of what finished: the poisoned file if it got through before the signal, nothing else
     assert {f["uri"] for f in ledger(tmp_path, "ctrlc")} <= {str(tmp_path / "media" / "a_poison.txt")}
     done = int(out.split(" listed, ", 1)[1].split(" done", 1)[0])
-    assert 1 <= done < 40, out
+    assert 1 <= done < 20, out
     # What finished stays recorded: the next run skips it and processes the rest (no marks, no wait).
     again = prism_run(tmp_path, job_file(tmp_path, "ctrlc", tmp_path / "media",
                                          {"name": "chars", "kind": SLOW, "batchSize": 1, "options": {"seconds": 0}},
                                          failurePolicy={"maxFailedFileRatio": 0.5}))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"41 listed, {40 - done} done, 1 failed, {done} skipped" in again.stdout, again.stdout
+    assert f"21 listed, {20 - done} done, 1 failed, {done} skipped" in again.stdout, again.stdout
 
 
 def test_sigterm_exits_143_with_the_summary_and_leaves_no_ray_behind(tmp_path):
