@@ -46,6 +46,12 @@ def test_a_search_limit_below_one_is_refused(limit, tmp_path):
     one_message(result, "--limit", "at least 1", limit)
 
 
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_a_failed_limit_below_one_is_refused(limit, tmp_path):
+    result = prism("failed", "--collection", "docs", "--state-dir", str(tmp_path), "--limit", limit)
+    one_message(result, "--limit", "at least 1", limit)
+
+
 @pytest.mark.parametrize("query", ["", "   ", "\t\n"])
 def test_an_empty_query_is_refused(query, tmp_path):
     result = prism("search", query, "--collection", "docs", "--state-dir", str(tmp_path))

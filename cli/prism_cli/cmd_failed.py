@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import whole_number
 from .cmd_search import cell, display_uri
 
 HELP = ("List the items of a collection that an extractor failed on: they were written without that "
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", required=True, help="collection name (spec.sink.qdrant.collection)")
     parser.add_argument("--extractor", default=None,
                         help="only the items this extractor failed on (default: any extractor)")
-    parser.add_argument("--limit", type=int, default=100, help="number of items listed (default 100)")
+    parser.add_argument("--limit", type=whole_number(1), default=100, help="number of items listed, at least 1 (default 100)")
     parser.add_argument("--state-dir", default=".prism", help="where `prism run` kept the store (default .prism)")
     parser.add_argument("--url", default=None,
                         help="read a Qdrant server instead (API key from QDRANT_API_KEY)")
