@@ -18,6 +18,13 @@ pytestmark = pytest.mark.slow
 MEDIA = EXAMPLES / "media"
 
 
+def parsed(module, *argv: str) -> argparse.Namespace:
+    """The subcommand's own parser, so the arguments are what `prism` passes (new flags included)."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
 @pytest.fixture(scope="module")
 def quickstart(ray_session, tmp_path_factory, request):
     """Run the quickstart once for the module, from the repository root as the README does."""
@@ -25,9 +32,7 @@ def quickstart(ray_session, tmp_path_factory, request):
     mp = pytest.MonkeyPatch()
     mp.chdir(EXAMPLES.parent)
     request.addfinalizer(mp.undo)
-    args = argparse.Namespace(file=str(EXAMPLES / "quickstart.yaml"), state_dir=str(state), progress_port=None,
-                              no_progress_bar=False, full=False, verbose=False)
-    code = cmd_run.run(args)
+    code = cmd_run.run(parsed(cmd_run, str(EXAMPLES / "quickstart.yaml"), "--state-dir", str(state)))
     return code, state
 
 
@@ -81,8 +86,8 @@ def test_search_finds_the_right_document(quickstart, capsys):
     assert found.hits[0].uri.endswith("docs/honeybees.pdf") and found.vector == "text" and not found.warnings
     found = search("the largest planet and its great red spot", "quickstart", state_dir=str(state))
     assert found.hits[0].uri.endswith("docs/solar_system.txt")
-    code = cmd_search.run(argparse.Namespace(query="lava from a volcano", collection="quickstart", vector=None,
-                                             limit=3, state_dir=str(state), url=None))
+    code = cmd_search.run(parsed(cmd_search, "lava from a volcano", "--collection", "quickstart", "--limit", "3",
+                                 "--state-dir", str(state)))
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[1].split()[1].endswith("docs/volcanoes.pdf")
@@ -93,8 +98,8 @@ def test_search_finds_what_was_said_and_what_a_photo_shows(quickstart, capsys):
     _, state = quickstart
     close_embedded(state)
     queries = ["is it sunny and warm today", "where can I get my bike fixed"]  # as `make quickstart`
-    assert cmd_search.run(argparse.Namespace(query=queries, collection="quickstart", vector=None, limit=2,
-                                             state_dir=str(state), url=None)) == 0
+    assert cmd_search.run(parsed(cmd_search, *queries, "--collection", "quickstart", "--limit", "2",
+                                 "--state-dir", str(state))) == 0
     tables = capsys.readouterr().out.split("\n\n")
     assert [t.splitlines()[0] for t in tables] == [f"> {q}" for q in queries]
     first_hits = [t.splitlines()[2].split() for t in tables]
@@ -110,8 +115,7 @@ def test_search_finds_what_was_said_and_what_a_photo_shows(quickstart, capsys):
 def test_quickstart_rerun_is_incremental(quickstart, capsys):
     _, state = quickstart
     close_embedded(state)
-    args = argparse.Namespace(file=str(EXAMPLES / "quickstart.yaml"), state_dir=str(state), progress_port=None,
-                              no_progress_bar=True, full=False, verbose=False)
+    args = parsed(cmd_run, str(EXAMPLES / "quickstart.yaml"), "--state-dir", str(state), "--no-progress-bar")
     assert cmd_run.run(args) == 0
     out = capsys.readouterr().out
     assert "decodes    1 " in out  # only the broken file is tried again; the rest is skipped

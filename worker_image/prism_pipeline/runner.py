@@ -44,19 +44,20 @@ QUIET_BACKEND_LOG_LEVEL = "fatal"  # Ray's C++ log level for a local run without
 _started: float | None = None  # when start_ray began starting Ray (monotonic clock), until a run counts it
 
 
-def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False, started: float | None = None) -> None:
+def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False, started: float | None = None) -> bool:
     """Connect to the cluster named by RAY_ADDRESS, else start a local Ray with the batch resource.
-    The next run's wall time counts from `started` (default: now), so it includes Ray's start-up."""
+    The next run's wall time counts from `started` (default: now), so it includes Ray's start-up.
+    False when this process was already connected (its owner, not this run, stops Ray)."""
     global _started
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     _started = started if started is not None else time.monotonic()
     quiet = logging.WARNING if verbose else logging.ERROR
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=quiet, log_to_driver=True)
-        return
+        return True
     cpus = max(os.cpu_count() or 1, cpus_needed(spec))
     # Ray's C++ side (this driver's core worker) writes its error lines to stderr, e.g. core_worker.cc's
     # note on every actor pool whose constructor arguments sit in the object store: noise on a
@@ -74,6 +75,7 @@ def start_ray(spec: ExtractionJobSpec, *, verbose: bool = False, started: float 
         if backend:  # the started processes have read it; this process's own children need not
             os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     quiet_ray_data(verbose)
+    return True
 
 
 @contextlib.contextmanager
@@ -237,9 +239,10 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | N
 
     interrupts = _Interrupts()
     interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
+    own_ray = True  # stop Ray afterwards unless this process was already connected (a test's session)
     try:
         try:
-            start_ray(job.spec, verbose=verbose, started=started)  # the wall time counts from `started`
+            own_ray = start_ray(job.spec, verbose=verbose, started=started)  # wall time counts from `started`
         except Exception as err:  # Ray cannot start here (ports, /tmp, shared memory): one line, not a traceback
             if verbose:
                 traceback.print_exc()
@@ -254,7 +257,8 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | N
         return 128 + stop.signum if stop.signum else EXIT_FAILED
     finally:
         interrupts.shutting_down = True
-        stop_ray()
+        if own_ray:
+            stop_ray()
         interrupts.restore()
 
 
