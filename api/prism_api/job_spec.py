@@ -6,9 +6,10 @@ written for a user. Cross-field rules live in `rules.py`; this module holds shap
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .conventions import FILES_COLLECTION_SUFFIX, PRISM_MARK
@@ -20,6 +21,7 @@ from .extractor_options import (
     check_bounds,
 )
 from .fields import DNS1123_LABEL, PrismModel, Quantity, coerce_quantity
+from .globs import glob_regex
 
 BUILTIN_KINDS = (
     "text-embedding",
@@ -54,6 +56,22 @@ class SecretKeyRef(PrismModel):
     key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret.")
 
 
+def _valid_glob(pattern: str) -> str:
+    """A pattern the listing can compile: checked here, so neither `prism run` nor the operator starts
+    a job whose listing would fail on it."""
+    try:
+        glob_regex(pattern)
+    except re.error as err:
+        hint = ("write a range low-high, e.g. [a-z]" if "bad character range" in err.msg
+                else "globs know *, **, ?, [abc], [a-z] and [!abc]")
+        raise PydanticCustomError("bad_glob", "{got} is not a valid glob ({why}); {hint}",
+                                  {"got": repr(pattern), "why": err.msg, "hint": hint}) from None
+    return pattern
+
+
+Glob = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_valid_glob)]
+
+
 class SourceSpec(PrismModel):
     """Where the files are. The driver lists them; Ray read tasks fetch and decode them."""
 
@@ -62,11 +80,12 @@ class SourceSpec(PrismModel):
         description="s3://bucket/prefix/, gs://bucket/prefix/, file:///mnt/volume/dir, or a local "
         "path (local runs only). Credentials never go here: use secretRef.",
     )
-    include: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    include: list[Glob] = Field(
         default_factory=lambda: ["**/*"], max_length=64,
-        description="Glob patterns (relative to uri) of files to process; '**' crosses directories.",
+        description="Glob patterns (relative to uri) of files to process: '*' and '?' stay within a folder, '**' "
+        "crosses folders, '[abc]' or '[a-z]' is a character class and '[!abc]' its negation.",
     )
-    exclude: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    exclude: list[Glob] = Field(
         default_factory=list, max_length=64,
         description="Glob patterns of files to skip, applied after include.",
     )

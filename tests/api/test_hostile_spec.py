@@ -109,3 +109,18 @@ def test_an_error_about_a_huge_shared_value_quotes_it_briefly():
     assert len(messages) == 9 and messages[0].startswith("spec.source.include[0]: must be a string (got [[[[...], ")
     assert all(len(m) < 200 for m in messages)
     assert time.monotonic() - started < 1
+
+
+def test_a_glob_that_does_not_compile_is_refused_by_the_contract_so_the_operator_creates_nothing():
+    doc = job()
+    doc["spec"]["source"] = {"uri": "s3://media/", "include": ["**/*.txt", "[z-a]*"], "exclude": ["[9-0]"]}
+    doc["spec"]["sink"]["qdrant"]["url"] = "http://qdrant:6333"
+    with pytest.raises(SpecError) as info:
+        parse_job(doc, target="cluster")
+    assert [str(e) for e in info.value.errors] == [
+        "spec.source.include[1]: '[z-a]*' is not a valid glob (bad character range z-a); write a range low-high, "
+        "e.g. [a-z]",
+        "spec.source.exclude[0]: '[9-0]' is not a valid glob (bad character range 9-0); write a range low-high, "
+        "e.g. [a-z]"]
+    doc["spec"]["source"] = {"uri": "s3://media/", "include": ["**/[a-z]*.txt", "[!.]*"]}
+    assert parse_job(doc, target="cluster").spec.source.include == ["**/[a-z]*.txt", "[!.]*"]

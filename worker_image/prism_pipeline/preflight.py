@@ -10,7 +10,6 @@ Each problem is one Finding naming the field and what to do.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from prism_api import ExtractionJobSpec
@@ -73,24 +72,14 @@ def _extractors(spec: ExtractionJobSpec, findings: list[Finding]) -> bool:
 
 
 def _source(spec: ExtractionJobSpec) -> list[Finding]:
+    from prism_api.globs import glob_regex
     from prism_pipeline.sources import SourceError, split_uri
-    from prism_pipeline.sources.globs import glob_regex
     from prism_pipeline.sources.local_files import list_local
 
     source = spec.source
     findings: list[Finding] = []
-    compiled: dict[str, list[re.Pattern[str] | None]] = {}
-    for field in ("include", "exclude"):
-        compiled[field] = []
-        for i, pattern in enumerate(getattr(source, field)):
-            try:
-                compiled[field].append(glob_regex(pattern))
-            except re.error as err:
-                hint = ("write a range low-high, e.g. [a-z]" if "bad character range" in err.msg
-                        else "see Globs in the README: *, **, ?, [abc], [!abc]")
-                findings.append(Finding(f"spec.source.{field}[{i}]",
-                                        f"{pattern!r} is not a valid glob ({err.msg}); {hint}"))
-                compiled[field].append(None)
+    # The spec's validation (prism_api.job_spec.Glob) has refused globs that do not compile.
+    compiled = {field: [glob_regex(p) for p in getattr(source, field)] for field in ("include", "exclude")}
     try:
         scheme, root = split_uri(source.uri)
     except SourceError as err:
@@ -101,17 +90,14 @@ def _source(spec: ExtractionJobSpec) -> list[Finding]:
         refs = list_local(root, source.uri, lambda rel: True)
     except SourceError as err:
         return [*findings, Finding("spec.source.uri", str(err).partition(": ")[2] or str(err))]
-    if findings:
-        return findings
     rels = [os.path.basename(root) if os.path.isfile(root) else os.path.relpath(r.uri, root).replace(os.sep, "/")
             for r in refs]
     for field in ("include", "exclude"):
         for i, regex in enumerate(compiled[field]):
-            if regex is not None and not any(regex.match(rel) for rel in rels):
+            if not any(regex.match(rel) for rel in rels):
                 findings.append(Finding(f"spec.source.{field}[{i}]",
                                         f"{getattr(source, field)[i]!r} matches no file under {root}", warning=True))
-    includes = [r for r in compiled["include"] if r is not None]
-    excludes = [r for r in compiled["exclude"] if r is not None]
+    includes, excludes = compiled["include"], compiled["exclude"]
     chosen = [rel for rel in rels if any(r.match(rel) for r in includes) and not any(r.match(rel) for r in excludes)]
     if rels and not chosen and not any(f.path.startswith("spec.source.include") for f in findings):
         findings.append(Finding("spec.source", f"include and exclude leave no file under {root}: the job would "

@@ -18,8 +18,8 @@ from typing import BinaryIO, TypeVar
 
 from prism_api import SourceSpec
 from prism_api.failed_file import FailedFile
+from prism_api.globs import compile_globs
 
-from .globs import compile_globs
 from .local_files import list_local, read_local
 from .refs import FileRef, ReadError, SourceError, check_size
 from .remote import filesystem, list_remote, read_remote
