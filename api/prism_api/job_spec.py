@@ -215,6 +215,22 @@ class Concurrency(PrismModel):
     max: int = Field(default=1, ge=1, le=1024, description="Actors the pool may grow to (>= min).")
 
 
+class ServeRef(PrismModel):
+    """A Ray Serve deployment that already holds this extractor's model warm (a SearchService's, or
+    `prism serve`'s): batch stages call it through a DeploymentHandle instead of loading the model in
+    every actor. The deployment must serve the same kind, model and version; its results equal the
+    in-process extractor's. The job must run on the Ray cluster that serves it (cluster.existing)."""
+
+    app: str = Field(default="search", pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+                     description="The Serve application's name (a SearchService's is 'search').")
+    deployment: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+                            description="The deployment's name: the extractor's name in the served collection.")
+    max_in_flight: int = Field(default=4, ge=1, le=1024,
+                               description="Requests one batch actor keeps in flight to the deployment.")
+    timeout_seconds: float = Field(default=120, gt=0, le=3600,
+                                   description="Timeout of one request; a timed-out batch fails its items.")
+
+
 class ExtractorSpec(PrismModel):
     """One model applied to every item of the modalities it supports."""
 
@@ -234,6 +250,7 @@ class ExtractorSpec(PrismModel):
     resources: ExtractorResources = Field(default_factory=ExtractorResources,
                                           description=ExtractorResources.__doc__)
     concurrency: Concurrency = Field(default_factory=Concurrency, description=Concurrency.__doc__)
+    serve: ServeRef | None = Field(default=None, description=ServeRef.__doc__)
     options: dict[str, Any] = Field(
         default_factory=dict, max_length=OPTIONS_MAX_KEYS,
         description=f"Kind-specific options (see the extractor catalogue in the README): at most {OPTIONS_MAX_KEYS} "
