@@ -17,6 +17,7 @@ has a round-trip test in tests/api/.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -358,6 +359,33 @@ class ServiceInfo(PrismModel):
     models: list[ServedModel]
 
 
+# ---- `prism serve`'s record of a running local service ----------------------------------------------
+
+LOCAL_SERVICES_DIR = "serve"  # under the state dir: <state dir>/serve/<collection>.json
+
+
+class LocalServiceRecord(PrismModel):
+    """A `prism serve` running on this machine, written to <state dir>/serve/<collection>.json while it
+    serves and removed when it stops; `prism search` sends its queries there instead of opening the
+    embedded store (which the service holds locked). A record whose pid is gone is stale."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=512, description="The service's base URL.")
+    pid: int = Field(ge=1, description="The `prism serve` process.")
+    collection: str = Field(pattern=COLLECTION_NAME, description="The collection served.")
+    app: str = Field(default=SERVE_APP_NAME, min_length=1, max_length=128, description="The Serve application's name.")
+    qdrant_url: str | None = Field(default=None, max_length=512,
+                                   description="The Qdrant server it reads, None for the embedded store.")
+    ray_address: str = Field(default="", max_length=512,
+                             description="The Ray cluster it runs on (a `prism run` with RAY_ADDRESS set to it "
+                             "runs its batch job beside the service).")
+    started_at: str = Field(max_length=64, description="When it started serving (UTC, ISO 8601).")
+
+
+def local_service_path(state_dir: str | PurePath, collection: str) -> PurePath:
+    """Where `prism serve` records a running service for `collection` under `state_dir`."""
+    return PurePath(state_dir) / LOCAL_SERVICES_DIR / f"{collection}.json"
+
+
 class ErrorBody(PrismModel):
     """Every 4xx/5xx body: the field at fault, if any, and what to do."""
 
@@ -366,10 +394,11 @@ class ErrorBody(PrismModel):
 
 
 __all__ = [
-    "MAX_SEARCH_NAME_LENGTH", "ROUTE_EMBED", "ROUTE_INFO", "ROUTE_OPENAPI", "ROUTE_SEARCH", "SEARCH_KIND",
-    "SEARCH_PLURAL", "SEARCH_SHORT_NAMES", "SERVE_APP_NAME", "SERVE_HTTP_PORT", "SERVE_IMPORT_PATH",
-    "SHARED_WITH_SERVICE_ANNOTATION", "EmbedRequest", "EmbedResponse", "ErrorBody", "ReplicaBounds", "SearchFilter",
-    "SearchHit", "SearchQdrant", "SearchRequest", "SearchResponse", "SearchService", "SearchServiceSpec",
-    "SearchServiceStatus", "ServeAppArgs", "ServeCluster", "ServeDeployment", "ServeResources", "ServedModel",
-    "ServiceInfo", "ServicePhase", "TimeRange", "parse_search_service",
+    "LOCAL_SERVICES_DIR", "MAX_SEARCH_NAME_LENGTH", "ROUTE_EMBED", "ROUTE_INFO", "ROUTE_OPENAPI",
+    "ROUTE_SEARCH", "SEARCH_KIND", "SEARCH_PLURAL", "SEARCH_SHORT_NAMES", "SERVE_APP_NAME", "SERVE_HTTP_PORT",
+    "SERVE_IMPORT_PATH", "SHARED_WITH_SERVICE_ANNOTATION", "EmbedRequest", "EmbedResponse", "ErrorBody",
+    "LocalServiceRecord", "ReplicaBounds", "SearchFilter", "SearchHit", "SearchQdrant", "SearchRequest",
+    "SearchResponse", "SearchService", "SearchServiceSpec", "SearchServiceStatus", "ServeAppArgs",
+    "ServeCluster", "ServeDeployment", "ServeResources", "ServedModel", "ServiceInfo", "ServicePhase",
+    "TimeRange", "local_service_path", "parse_search_service",
 ]
