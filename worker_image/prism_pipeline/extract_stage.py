@@ -18,6 +18,11 @@ other items keep their outputs):
 
 A setup() that raises fails the job with one line naming the extractor (raised on the first batch:
 an exception in an actor's constructor reaches the driver as Ray's long creation-task traceback).
+
+A Serve-backed extractor (spec.extractors[].serve, see serve_backed) loads no model: its setup is
+finding the deployment and checking it serves the same kind and version (refused in one line, like a
+setup() that raises), and each batch goes to the deployment. A request past serve.timeoutSeconds
+fails its batch's items (BatchTimedOut), without retrying them one by one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from prism_api import ExtractorSpec
 from prism_api.progress_report import Counts
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, Payload, Vector, build
+from prism_pipeline.serve_backed import BatchTimedOut, ServeBacked
 
 # A process that died this many times in a row, with no call returning in between, dies on
 # everything: the job fails. An item that was in flight alone when the process died fails.
@@ -79,10 +85,11 @@ def stage_class(name: str) -> type[ExtractorStage]:
 
 
 class ExtractorStage:
-    def __init__(self, spec: dict, progress: Any = None):
-        self.name, self.kind = spec["name"], spec["kind"]
+    def __init__(self, spec: dict, progress: Any = None, where: str = "spec.extractors[?]"):
+        self.name, self.kind, self.where = spec["name"], spec["kind"], where
         self.progress = progress
-        self.gpu = spec.get("resources", {}).get("gpu", 0) > 0
+        # A Serve-backed stage's model runs in the deployment's replicas: no GPU time here.
+        self.gpu = spec.get("resources", {}).get("gpu", 0) > 0 and not spec.get("serve")
         self.journal = CrashJournal.for_this_actor()
         # Why this stage cannot run: raised on its first batch (see the module's docstring).
         self.failure: str | None = self._crash_loop()
@@ -101,8 +108,12 @@ class ExtractorStage:
     def _start(self, spec: dict) -> str | None:
         self.journal.begin([_SETUP])
         try:
-            self.extractor: Extractor = build(ExtractorSpec.model_validate(spec))
-            self.extractor.setup()
+            built = build(ExtractorSpec.model_validate(spec))
+            if built.spec.serve is not None:
+                self.extractor: Extractor | ServeBacked = ServeBacked.connect(built, self.where)
+            else:
+                built.setup()
+                self.extractor = built
         except Exception as err:
             return f"extractor {self.name!r} ({self.kind}) failed to start: {one_line(err)}"
         finally:
@@ -146,6 +157,11 @@ class ExtractorStage:
         self.journal.begin([r["key"] for r in rows])
         try:
             outputs = self._call(rows)
+        except BatchTimedOut as err:  # the deployment does not answer: one by one would wait as long each
+            self.journal.survived()
+            for row in rows:
+                self._fail(row, str(err))
+            return len(rows)
         except Exception as err:
             self.journal.survived()
             if len(rows) == 1:

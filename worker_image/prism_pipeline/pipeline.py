@@ -117,6 +117,7 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     active = spec.active_deadline_seconds if deadline else None
     due = Deadline(started + active, active) if active else None
     extractors = _build_extractors(spec)
+    _check_served(extractors)
     listing = _list(spec)
     refs = listing.refs
     with _open_sink(spec, extractors, state_dir) as sink:
@@ -144,6 +145,19 @@ def _build_extractors(spec: ExtractionJobSpec) -> list[Extractor]:
     try:
         return build_all(spec.extractors)
     except ExtractorError as err:
+        raise JobError(str(err)) from err
+
+
+def _check_served(extractors: list[Extractor]) -> None:
+    """Serve-backed extractors (spec.extractors[].serve): their deployments exist on this Ray cluster
+    and serve the same kind and model version, checked before anything is listed or written."""
+    if not any(ex.spec.serve is not None for ex in extractors):
+        return
+    from prism_pipeline.serve_backed import ServeBackedError, check_all
+
+    try:
+        check_all(extractors)
+    except ServeBackedError as err:
         raise JobError(str(err)) from err
 
 
@@ -259,9 +273,9 @@ def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: li
     `prev` maps a uri to the content hash its read task may skip the file on."""
     ds = _listing(spec, refs, prev)
     ds = _read_stage(ds, spec, extractors, progress)
-    for ex in extractors:
+    for i, ex in enumerate(extractors):
         if not ex.per_file:  # per-file extractors run inside the read task
-            ds = _extractor_stage(ds, ex, progress)
+            ds = _extractor_stage(ds, ex, progress, f"spec.extractors[{i}]")
     return sink.stage(ds, BATCH_SHARE)
 
 
@@ -292,22 +306,27 @@ def _read_stage(ds, spec: ExtractionJobSpec, extractors: list[Extractor], progre
     )
 
 
-def _extractor_stage(ds, ex: Extractor, progress: Any):
+def _extractor_stage(ds, ex: Extractor, progress: Any, where: str = "spec.extractors[?]"):
     """One extractor as an elastic actor pool (spec.extractors[].concurrency) on its own resources.
     An actor whose process dies is restarted a bounded number of times (Ray's default is forever);
-    the stage's crash journal fails the items it dies on (extract_stage)."""
+    the stage's crash journal fails the items it dies on (extract_stage). A Serve-backed stage holds
+    no model: it asks for SERVE_BACKED_CPUS and no GPU or memory (the deployment's replicas hold the
+    model), and, like every stage, for the batch resource."""
     import warnings
 
     import ray
 
     from prism_pipeline.extract_stage import ACTOR_MAX_RESTARTS, ACTOR_MAX_TASK_RETRIES, stage_class
+    from prism_pipeline.serve_backed import SERVE_BACKED_CPUS
 
     res = ex.spec.resources
-    options: dict[str, Any] = {"num_cpus": res.cpu, "resources": {BATCH_RESOURCE: BATCH_SHARE},
+    served = ex.spec.serve is not None
+    options: dict[str, Any] = {"num_cpus": min(res.cpu, SERVE_BACKED_CPUS) if served else res.cpu,
+                               "resources": {BATCH_RESOURCE: BATCH_SHARE},
                                "max_restarts": ACTOR_MAX_RESTARTS, "max_task_retries": ACTOR_MAX_TASK_RETRIES}
-    if res.gpu:
+    if res.gpu and not served:
         options["num_gpus"] = res.gpu
-    if res.memory:
+    if res.memory and not served:
         options["memory"] = quantity_value(res.memory)
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for the restart bounds yet; its only way is deprecated.
@@ -315,7 +334,7 @@ def _extractor_stage(ds, ex: Extractor, progress: Any):
         return ds.map_batches(
             stage_class(ex.name), batch_size=int(ex.spec.batch_size),
             compute=ray.data.ActorPoolStrategy(min_size=ex.spec.concurrency.min, max_size=ex.spec.concurrency.max),
-            fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress},
+            fn_constructor_kwargs={"spec": ex.spec.model_dump(mode="json"), "progress": progress, "where": where},
             **options,
         )
 

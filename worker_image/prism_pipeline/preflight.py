@@ -2,7 +2,7 @@
 
 The contract (prism_api) has already accepted the manifest; this checks it against this machine:
 every extractor builds (plug-in importable, options of the right type, model resolvable, binaries
-and their data present), the globs compile, a local source exists (an include or exclude that matches
+and their data present), a Serve-backed extractor has a cluster to call (RAY_ADDRESS), the globs compile, a local source exists (an include or exclude that matches
 no file is a warning), the pools' minimum sizes fit the machine, and the job is not suspended.
 Each problem is one Finding naming the field and what to do.
 """
@@ -38,6 +38,7 @@ def check_local(spec: ExtractionJobSpec, *, cores: int | None = None) -> list[Fi
         findings.append(Finding("spec.suspend", "is true, and `prism run` does not run a suspended job; remove "
                                 "spec.suspend (or set it to false) to run it"))
     built = _extractors(spec, findings)
+    findings += _served(spec)
     findings += _source(spec)
     if built and not os.environ.get("RAY_ADDRESS"):
         findings += _pools(spec, cores or os.cpu_count() or 1)
@@ -69,6 +70,28 @@ def _extractors(spec: ExtractionJobSpec, findings: list[Finding]) -> bool:
                                     f"{type(err).__name__}: {err}"))
             ok = False
     return ok
+
+
+def _served(spec: ExtractionJobSpec) -> list[Finding]:
+    """Serve-backed extractors call a deployment on a running Ray cluster: `prism run` must connect to
+    it (RAY_ADDRESS) instead of starting a Ray of its own, where no deployment runs. Whether the
+    deployment exists, and serves the same model version, the run checks once connected."""
+    if os.environ.get("RAY_ADDRESS") or _connected():
+        return []
+    return [Finding(f"spec.extractors[{i}].serve",
+                    f"names Serve deployment {e.serve.app}/{e.serve.deployment}, which only a running Ray cluster "
+                    "serves, but RAY_ADDRESS is not set (`prism run` would start a Ray of its own, without it); "
+                    "set RAY_ADDRESS to the cluster running `prism serve` (RAY_ADDRESS=auto on its machine) or the "
+                    "SearchService, or remove serve to load the model in the job")
+            for i, e in enumerate(spec.extractors) if e.serve is not None]
+
+
+def _connected() -> bool:
+    """This process is already connected to a Ray cluster (a test's or a notebook's session)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 def _source(spec: ExtractionJobSpec) -> list[Finding]:

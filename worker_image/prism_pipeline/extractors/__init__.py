@@ -84,6 +84,10 @@ def build(spec: ExtractorSpec, where: str = "spec.extractors[?]") -> Extractor:
     if not modalities or not set(modalities) <= {"image", "audio", "text"}:
         raise ExtractorError(f"{where}: {cls.__name__}.modalities must be a non-empty subset of "
                              f"image, audio, text (got {sorted(modalities)})")
+    if spec.serve is not None and (not isinstance(output, Vector) or cls.per_file):
+        why = "runs inside the read tasks (per-file)" if cls.per_file else "outputs a payload, not a vector"
+        raise ExtractorError(f"{where}.serve: only embedding extractors can call a Serve deployment, and "
+                             f"{spec.kind!r} {why}; remove serve")
     return ex
 
 
