@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prism_api import point_payload as PP
+from prism_api.search_service import SearchFilter
 from prism_pipeline.extractors.base import NoTextQuery
 from prism_pipeline.sink import Sink, SinkWriteError, StoreBusyError, StoreMissingError
 
@@ -39,6 +40,8 @@ class Hit:
     excerpt: str = ""        # that transcript segment's words; else the start of `text`
     failed_extractors: tuple[str, ...] = ()  # extractors that failed on the item (partial results)
     page: int | None = None  # a document item's page, where it has one
+    modality: str | None = None     # the item's modality: image (photos, frames), audio or text
+    timestamp: float | None = None  # seconds into the file (frames, audio chunks)
 
 
 @dataclass
@@ -56,9 +59,13 @@ def search(query: str, collection: str, *, vector: str | None = None, limit: int
 
 
 def search_many(queries: list[str], collection: str, *, vector: str | None = None, limit: int = 5,
-                state_dir: str | Path = ".prism", url: str | None = None) -> list[SearchResult]:
+                state_dir: str | Path = ".prism", url: str | None = None,
+                filter: SearchFilter | None = None) -> list[SearchResult]:  # noqa: A002 - the HTTP API's name
     """search() for several queries with one store opening and one model load (most of a search's
-    time is importing and loading the query model)."""
+    time is importing and loading the query model); only items meeting `filter` (as POST /search's,
+    prism_pipeline.serve.filters)."""
+    from prism_pipeline.serve import filters
+
     results = []
     with open_collection(collection, state_dir=state_dir, url=url) as sink:
         try:
@@ -66,7 +73,8 @@ def search_many(queries: list[str], collection: str, *, vector: str | None = Non
             extractor, warnings = query_extractor(chosen)
             extractor.setup()
             for query in queries:
-                found = sink.search(chosen["name"], [float(x) for x in extractor.embed_query(query)], limit)
+                found = filters.search(sink, chosen["name"], [float(x) for x in extractor.embed_query(query)],
+                                       limit, filter)
                 results.append(SearchResult([hit(f.score, f.payload, query) for f in found], chosen["name"],
                                             warnings))
         except (SinkWriteError, NoTextQuery) as err:
@@ -147,18 +155,25 @@ def choose_vector(sink: Sink, collection: str, vector: str | None) -> dict[str, 
     return chosen
 
 
-def query_extractor(recorded: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The extractor as recorded (kind, model, options), not set up yet, and a warning when this
-    machine's version of it differs from the one that wrote the points."""
+def recorded_extractor(recorded: dict[str, Any], gpu: float = 0) -> Any:
+    """The extractor as recorded (kind, model, options), not set up yet; `gpu` > 0 puts its model on
+    a GPU (a Serve replica's resources). Raises SearchError when it cannot be built here."""
     from prism_api import ExtractorSpec
     from prism_pipeline.extractors import ExtractorError, build
 
     spec = ExtractorSpec.model_validate({"name": recorded["name"], "kind": recorded["kind"],
-                                         "model": recorded.get("model"), "options": recorded.get("options") or {}})
+                                         "model": recorded.get("model"), "options": recorded.get("options") or {},
+                                         "resources": {"gpu": gpu}})
     try:
-        extractor = build(spec, f"the collection's extractor {recorded['name']!r}")
+        return build(spec, f"the collection's extractor {recorded['name']!r}")
     except ExtractorError as err:  # e.g. its model is not on this machine
         raise SearchError(str(err)) from err
+
+
+def query_extractor(recorded: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The extractor as recorded (kind, model, options), not set up yet, and a warning when this
+    machine's version of it differs from the one that wrote the points."""
+    extractor = recorded_extractor(recorded)
     if not hasattr(extractor, "embed_query"):
         raise SearchError(f"extractor {recorded['name']!r} ({recorded['kind']}) cannot embed a text query")
     warnings = []
@@ -176,10 +191,13 @@ def hit(score: float, payload: dict[str, Any], query: str = "") -> Hit:
     at = segment[0] if segment else float(timestamp) if isinstance(timestamp, int | float) else None
     uri = payload.get(PP.URI, "")
     page = payload.get("page")
+    modality = payload.get(PP.MODALITY)
     return Hit(score=score, uri=uri, key=key, item=item_of(key, uri), text=text,
                at=at, excerpt=segment[1] if segment else text,
                failed_extractors=tuple(f.extractor for f in PP.failures_of(payload)),
-               page=page if isinstance(page, int) else None)
+               page=page if isinstance(page, int) else None,
+               modality=modality if isinstance(modality, str) else None,
+               timestamp=float(timestamp) if isinstance(timestamp, int | float) else None)
 
 
 def item_of(key: str, uri: str | None = None) -> str:

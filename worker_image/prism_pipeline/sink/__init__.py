@@ -212,11 +212,14 @@ class Sink:
             if offset is None or not page:
                 return record, found
 
-    def search(self, vector_name: str, query_vector: list[float], limit: int) -> list[Found]:
-        """The `limit` points nearest `query_vector` by the named vector, best first."""
+    def search(self, vector_name: str, query_vector: list[float], limit: int, where: Any = None,
+               offset: int = 0) -> list[Found]:
+        """The `limit` points nearest `query_vector` by the named vector, best first; only those
+        meeting `where` (a qdrant_client Filter, e.g. prism_pipeline.serve.filters.to_qdrant's),
+        after skipping the first `offset`."""
         found = self._call(lambda: self._client.query_points(self.collection, query=query_vector,
-                                                             using=vector_name, limit=limit,
-                                                             with_payload=True).points,
+                                                             using=vector_name, limit=limit, offset=offset or None,
+                                                             query_filter=where, with_payload=True).points,
                            f"searching {self.collection!r}")
         return [Found(float(p.score), p.payload or {}) for p in found]
 
