@@ -1,4 +1,5 @@
-"""The ExtractionJob contract (prism.dev/v1alpha1): pydantic models, importable with pydantic alone.
+"""The Prism contract (prism.dev/v1alpha1: ExtractionJob, and SearchService in prism_api.search_service):
+pydantic models, importable with pydantic alone.
 
 Both the operator and the pipeline import this package; it imports neither.
 """
@@ -25,6 +26,7 @@ from .job_spec import (
     Retries,
     SecretKeyRef,
     SecretRef,
+    ServeRef,
     SinkSpec,
     SourceSpec,
     Toleration,
@@ -42,6 +44,14 @@ from .job_status import (
     Usage,
 )
 from .rules import cluster_rule_errors
+from .search_service import (
+    SEARCH_KIND,
+    SEARCH_PLURAL,
+    SearchService,
+    SearchServiceSpec,
+    SearchServiceStatus,
+    parse_search_service,
+)
 
 Target = Literal["any", "cluster"]
 
@@ -77,6 +87,7 @@ __all__ = [
     "VERSION", "Cluster", "Concurrency", "Condition", "ExtractionJob", "ExtractionJobSpec",
     "ExtractionJobStatus", "ExtractorProgress", "ExtractorSpec", "ExtractorResources", "FailurePolicy",
     "FailureSample", "Failures", "FieldError", "ObjectMeta", "Phase", "Preprocess", "Progress", "QdrantSink",
-    "Retries", "SecretKeyRef", "SecretRef", "SinkSpec", "SourceSpec", "SpecError", "Toleration", "Usage",
-    "WorkerGroup", "parse_job", "parse_spec", "ray_cluster_name", "ray_job_name",
+    "Retries", "SEARCH_KIND", "SEARCH_PLURAL", "SearchService", "SearchServiceSpec", "SearchServiceStatus",
+    "SecretKeyRef", "SecretRef", "ServeRef", "SinkSpec", "SourceSpec", "SpecError", "Toleration", "Usage",
+    "WorkerGroup", "parse_job", "parse_search_service", "parse_spec", "ray_cluster_name", "ray_job_name",
 ]

@@ -1,4 +1,5 @@
-"""The ExtractionJob CustomResourceDefinition, generated from the pydantic models.
+"""The CustomResourceDefinitions (ExtractionJob, ExtractionCronJob, SearchService), generated from the
+pydantic models.
 
 pydantic's JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schema: $refs inlined,
 `Optional[X]` as X with `nullable`, no `additionalProperties: false` (Kubernetes prunes unknown
@@ -32,6 +33,14 @@ from .fields import DNS1035_LABEL
 from .job import GROUP, KIND, PLURAL, VERSION
 from .job_spec import ExtractionJobSpec
 from .job_status import ExtractionJobStatus
+from .search_service import (
+    MAX_SEARCH_NAME_LENGTH,
+    SEARCH_KIND,
+    SEARCH_PLURAL,
+    SEARCH_SHORT_NAMES,
+    SearchServiceSpec,
+    SearchServiceStatus,
+)
 
 # The fields a user may change on a live job; everything else in spec is fixed at creation.
 MUTABLE_SPEC_FIELDS = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "cleanup")
@@ -226,6 +235,19 @@ def _immutability_rules(spec_schema: dict[str, Any]) -> list[dict[str, str]]:
     return rules
 
 
+def _collection_rule() -> dict[str, str]:
+    """On an object with a `collection`: Prism's own record beside each collection is not one to name."""
+    return {
+        "rule": f"!self.collection.contains('{PRISM_MARK}')",
+        "message": f"collection must not contain '{PRISM_MARK}': Prism keeps <collection>{FILES_COLLECTION_SUFFIX} "
+                   "beside each collection for its own records",
+        "fieldPath": ".collection",
+    }
+
+
+_WORKER_GROUP_RULE = {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must be <= maxReplicas"}
+
+
 def _add_cross_field_rules(spec: dict[str, Any], immutable: bool = True) -> None:
     """The cheap cross-field CEL rules of an ExtractionJob spec; with `immutable`, also the rules
     that fix every field but MUTABLE_SPEC_FIELDS (not for a template, which may change)."""
@@ -236,10 +258,7 @@ def _add_cross_field_rules(spec: dict[str, Any], immutable: bool = True) -> None
         "message": "concurrency.min must be <= concurrency.max",
     }]
     group = props["cluster"]["properties"]["workerGroups"]["items"]
-    group["x-kubernetes-validations"] = [{
-        "rule": "self.minReplicas <= self.maxReplicas",
-        "message": "minReplicas must be <= maxReplicas",
-    }]
+    group["x-kubernetes-validations"] = [dict(_WORKER_GROUP_RULE)]
     doc = props["preprocess"]["properties"]["document"]
     doc["x-kubernetes-validations"] = [{
         "rule": "self.overlapChars < self.chunkChars",
@@ -251,12 +270,7 @@ def _add_cross_field_rules(spec: dict[str, Any], immutable: bool = True) -> None
         "message": "endpoint applies only to s3:// sources",
     }]
     qdrant = props["sink"]["properties"]["qdrant"]
-    qdrant["x-kubernetes-validations"] = [{
-        "rule": f"!self.collection.contains('{PRISM_MARK}')",
-        "message": f"collection must not contain '{PRISM_MARK}': Prism keeps <collection>{FILES_COLLECTION_SUFFIX} "
-                   "beside each collection for its own records",
-        "fieldPath": ".collection",
-    }]
+    qdrant["x-kubernetes-validations"] = [_collection_rule()]
     if immutable:
         spec.setdefault("x-kubernetes-validations", []).extend(_immutability_rules(spec))
 
@@ -369,3 +383,44 @@ def build_cron_crd() -> dict[str, Any]:
                 "with incremental runs each processes only new and changed files.",
                 spec, _strip_defaults(_schema_of(ExtractionCronJobStatus)), MAX_CRON_NAME_LENGTH,
                 _cron_printer_columns())
+
+
+def _search_printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Service phase."},
+        {"name": "Collection", "type": "string", "jsonPath": ".spec.collection", "description": "The collection served."},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas",
+         "description": "Serve replicas running, over all deployments."},
+        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1,
+         "description": "The HTTP endpoint in the cluster."},
+        {"name": "Models", "type": "string", "jsonPath": ".status.models[*].version", "priority": 1,
+         "description": "The model versions served."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+         "description": "Why the service is in this phase."},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def _add_search_rules(spec: dict[str, Any]) -> None:
+    """The cheap cross-field CEL rules of a SearchService spec (every field may change: the operator
+    rolls a change out to the RayService)."""
+    props = spec["properties"]
+    spec["x-kubernetes-validations"] = [_collection_rule()]
+    props["deployments"]["items"]["properties"]["replicas"]["x-kubernetes-validations"] = [{
+        "rule": "self.min <= self.max",
+        "message": "replicas.min must be <= replicas.max",
+    }]
+    group = props["cluster"]["properties"]["workerGroups"]["items"]
+    group["x-kubernetes-validations"] = [dict(_WORKER_GROUP_RULE)]
+
+
+def build_search_crd() -> dict[str, Any]:
+    """The SearchService CRD."""
+    spec = _schema_of(SearchServiceSpec)
+    _add_search_rules(spec)
+    return _crd(SEARCH_KIND, SEARCH_PLURAL, list(SEARCH_SHORT_NAMES),
+                "A SearchService serves one collection an ExtractionJob filled: a KubeRay RayService runs a Ray "
+                "Serve deployment per embedding extractor, at the model version recorded in the collection, "
+                "behind an HTTP API (POST /embed, POST /search, GET /info).",
+                spec, _strip_defaults(_schema_of(SearchServiceStatus)), MAX_SEARCH_NAME_LENGTH,
+                _search_printer_columns())

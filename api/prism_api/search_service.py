@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from .conventions import FILES_COLLECTION_SUFFIX, PRISM_MARK
 from .fields import PrismModel, Quantity, check_object_name, coerce_quantity
-from .job import API_VERSION, ObjectMeta
+from .job import ObjectMeta
 from .job_spec import COLLECTION_NAME, EXTRACTOR_NAME, HeadGroup, SecretKeyRef, WorkerGroup
 from .job_status import Condition
 

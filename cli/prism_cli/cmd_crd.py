@@ -1,11 +1,12 @@
-"""`prism crd`: print the ExtractionJob (or ExtractionCronJob) CRD generated from the models."""
+"""`prism crd`: print a CRD (ExtractionJob, ExtractionCronJob or SearchService) generated from the models."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "Print the ExtractionJob (or ExtractionCronJob) CustomResourceDefinition, generated from the contract."
-KINDS = ("ExtractionJob", "ExtractionCronJob")
+HELP = ("Print the ExtractionJob (or ExtractionCronJob, SearchService) CustomResourceDefinition, generated "
+        "from the contract.")
+KINDS = ("ExtractionJob", "ExtractionCronJob", "SearchService")
 
 
 def header(kind: str = "ExtractionJob") -> str:
@@ -24,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def render(kind: str = "ExtractionJob") -> str:
     import yaml
 
-    from prism_api.crd import build_crd, build_cron_crd
+    from prism_api.crd import build_crd, build_cron_crd, build_search_crd
 
-    crd = build_crd() if kind == "ExtractionJob" else build_cron_crd()
+    builders = {"ExtractionJob": build_crd, "ExtractionCronJob": build_cron_crd, "SearchService": build_search_crd}
+    crd = builders[kind]()
     return header(kind) + yaml.safe_dump(crd, sort_keys=False, width=100)
 
 
