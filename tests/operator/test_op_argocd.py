@@ -1,5 +1,5 @@
-"""The ArgoCD health checks for ExtractionJob and ExtractionCronJob, run in a real Lua runtime (lupa),
-and the ArgoCD examples."""
+"""The ArgoCD health checks for ExtractionJob, ExtractionCronJob and SearchService, run in a real Lua
+runtime (lupa), and the ArgoCD examples."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ lupa = pytest.importorskip("lupa", reason="lupa (a Lua runtime from PyPI) runs t
 ARGOCD = Path(__file__).resolve().parents[2] / "manifests" / "argocd"
 SCRIPT = (ARGOCD / "health-extractionjob.lua").read_text()
 CRON_SCRIPT = (ARGOCD / "health-extractioncronjob.lua").read_text()
+SEARCH_SCRIPT = (ARGOCD / "health-searchservice.lua").read_text()
 
 
 def health(obj: dict, script: str = SCRIPT) -> dict:
@@ -57,6 +58,8 @@ def test_configmap_patch_carries_the_same_script():
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert patch["data"]["resource.customizations.health.prism.dev_ExtractionJob"] == SCRIPT
     assert patch["data"]["resource.customizations.health.prism.dev_ExtractionCronJob"] == CRON_SCRIPT
+    assert patch["data"]["resource.customizations.health.prism.dev_SearchService"] == SEARCH_SCRIPT
+    assert len(patch["data"]) == 3
 
 
 @pytest.mark.parametrize("status,expected,message", [
@@ -80,6 +83,50 @@ def test_cron_health(status, expected, message):
         obj["status"] = status
     hs = health(obj, CRON_SCRIPT)
     assert hs["status"] == expected and message in hs["message"], hs
+
+
+@pytest.mark.parametrize("status,expected,message", [
+    (None, "Progressing", "Waiting for the Prism operator"),
+    ({"phase": "Pending", "observedGeneration": 2, "reason": "Creating", "message": "creating RayService docs"},
+     "Progressing", "Pending: Creating: creating RayService docs"),
+    ({"phase": "Deploying", "observedGeneration": 2, "reason": "Deploying",
+      "message": "KubeRay is starting the cluster"}, "Progressing", "Deploying: Deploying: KubeRay is starting"),
+    ({"phase": "Ready", "observedGeneration": 2, "reason": "Serving", "message": "2 models",
+      "endpoint": "http://docs-serve-svc.media.svc:8000", "readyReplicas": 3},
+     "Healthy", "Ready: Serving: 2 models (http://docs-serve-svc.media.svc:8000, 3 replicas)"),
+    ({"phase": "Ready", "observedGeneration": 2}, "Healthy", "Ready:  (0 replicas)"),
+    ({"phase": "Failed", "observedGeneration": 2, "reason": "DeployFailed",
+      "message": "text: the collection was written by version abc, this replica loaded def"},
+     "Degraded", "Failed: DeployFailed: text: the collection was written by version abc"),
+    ({"phase": "Failed", "observedGeneration": 2, "reason": "InvalidSpec", "message": "spec.collection: ..."},
+     "Degraded", "InvalidSpec"),
+    # A Ready (or Failed) status written for an older spec says nothing about the new one: the change
+    # is being rolled out.
+    ({"phase": "Ready", "observedGeneration": 1, "readyReplicas": 2}, "Progressing", "observe generation 2"),
+    ({"phase": "Failed", "observedGeneration": 1}, "Progressing", "observe generation 2"),
+    ({"phase": "Ready"}, "Progressing", "observe generation 2"),
+])
+def test_search_service_health(status, expected, message):
+    obj = {"apiVersion": "prism.dev/v1alpha1", "kind": "SearchService",
+           "metadata": {"name": "docs", "generation": 2},
+           "spec": {"collection": "docs", "qdrant": {"url": "http://qdrant.media.svc:6333"}}}
+    if status is not None:
+        obj["status"] = status
+    hs = health(obj, SEARCH_SCRIPT)
+    assert hs["status"] == expected and message in hs["message"], hs
+
+
+def test_search_service_health_knows_every_phase():
+    """Every phase the contract defines gets a deliberate verdict (an unknown one would be Progressing)."""
+    from prism_api.search_service import ServicePhase
+
+    verdicts = {}
+    for phase in ServicePhase:
+        obj = {"metadata": {"name": "docs", "generation": 1},
+               "status": {"phase": phase.value, "observedGeneration": 1}}
+        verdicts[phase.value] = health(obj, SEARCH_SCRIPT)["status"]
+    assert verdicts == {"Pending": "Progressing", "Deploying": "Progressing", "Ready": "Healthy",
+                        "Failed": "Degraded"}
 
 
 def test_applications_ignore_autoscaled_replicas():
