@@ -30,7 +30,8 @@ def rendered() -> dict[str, dict]:
 def test_kustomize_renders_the_operator(rendered):
     assert set(rendered) == {
         "Namespace/prism-system", "CustomResourceDefinition/extractionjobs.prism.dev",
-        "CustomResourceDefinition/extractioncronjobs.prism.dev", "ServiceAccount/prism-operator", "ClusterRole/prism-operator", "ClusterRoleBinding/prism-operator",
+        "CustomResourceDefinition/extractioncronjobs.prism.dev", "CustomResourceDefinition/searchservices.prism.dev",
+        "ServiceAccount/prism-operator", "ClusterRole/prism-operator", "ClusterRoleBinding/prism-operator",
         "Deployment/prism-operator", "Service/prism-operator-metrics",
     }
     for key in ("ServiceAccount/prism-operator", "Deployment/prism-operator", "Service/prism-operator-metrics"):
@@ -48,11 +49,17 @@ def test_core_objects_are_valid_kubernetes(rendered):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-@pytest.mark.parametrize("name", ["extractionjob.yaml", "extractioncronjob.yaml"])
+@pytest.mark.parametrize("name", ["extractionjob.yaml", "extractioncronjob.yaml", "searchservice.yaml"])
 def test_crd_copy_matches_crds_folder(name):
     copy = (MANIFESTS / "crd" / name).read_text()
     source = (REPO / "crds" / name).read_text()
     assert copy == source, f"manifests/crd/{name} is stale: run `make crd`"
+
+
+def test_kustomize_carries_every_crd(rendered):
+    """A kind added to crds/ (and `prism crd`) is in the base too, or `kubectl apply -k` leaves it out."""
+    crds = {yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*.yaml")}
+    assert {k.split("/", 1)[1] for k in rendered if k.startswith("CustomResourceDefinition/")} == crds
 
 
 def test_deployment_is_unprivileged_with_probes(rendered):

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from .conftest import (
+    NAMESPACE,
     child_names,
     condition,
     job_manifest,
@@ -16,6 +17,7 @@ from .conftest import (
     progress_text,
     wait_for,
 )
+from .kube_emulator import PRISM, RAY
 
 CLUSTERROLE = Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "clusterrole.yaml"
 VERBS = {"list": "list", "watch": "watch", "fetch": "get", "create": "create", "update": "patch",
@@ -39,6 +41,19 @@ CRON_ONLY = {
     ("prism.dev", "extractioncronjobs/status", "patch"),
     ("prism.dev", "extractioncronjobs/finalizers", "update"),
 }
+
+# What only a SearchService needs (kopf lists and watches SearchServices and RayServices from the start,
+# so those calls are made in a job's lifecycle too): test_search_service_calls_are_granted below.
+SEARCH_ONLY = {
+    ("prism.dev", "searchservices", "patch"),
+    ("prism.dev", "searchservices/status", "patch"),
+    ("prism.dev", "searchservices/finalizers", "update"),
+    ("ray.io", "rayservices", "create"),
+    ("ray.io", "rayservices", "patch"),
+}
+
+# Of those, what only a real API server asks for (as for extractionjobs/finalizers above).
+REAL_SERVER_ONLY_SEARCH = {("prism.dev", "searchservices/finalizers", "update")}
 
 # What only a job that ends with failed files needs (its <job>-debug ConfigMap): test_op_debug.py runs
 # such a job and checks these calls against the same ClusterRole.
@@ -95,6 +110,47 @@ async def test_clusterrole_covers_exactly_the_calls_made(cluster, operator, prog
         assert rayjob(3) not in cluster.rayjobs()  # the finalizer deleted the last attempt's RayJob
 
     calls = recorded(cluster.requests())
-    rules = granted() - REAL_SERVER_ONLY - CRON_ONLY - DEBUG_ONLY
+    rules = granted() - REAL_SERVER_ONLY - CRON_ONLY - SEARCH_ONLY - DEBUG_ONLY
     assert calls - rules == set(), f"calls the ClusterRole does not allow: {sorted(calls - rules)}"
     assert rules - calls == set(), f"permissions the operator never uses: {sorted(rules - calls)}"
+
+
+SEARCH_SERVICE = {
+    "apiVersion": "prism.dev/v1alpha1", "kind": "SearchService",
+    "metadata": {"name": "docs", "namespace": NAMESPACE},
+    "spec": {"collection": "campaign", "qdrant": {"url": "http://qdrant.qdrant:6333",
+                                                   "apiKeySecretRef": {"name": "qdrant", "key": "api-key"}}},
+}
+
+
+async def test_search_service_calls_are_granted(cluster, operator):
+    """A SearchService's lifecycle (created, its spec changed, deleted) makes only granted calls, and
+    makes every call SEARCH_ONLY grants (but the finalizers' update, which no call makes)."""
+    path = cluster._path(PRISM, "searchservices")
+    async with operator(search_interval=0.25):
+        async with cluster.server.client.post(path, json=SEARCH_SERVICE) as r:
+            assert r.status < 300, await r.text()
+
+        def rayservice() -> dict:
+            return cluster.get(RAY, "rayservices", cluster.names(RAY, "rayservices")[0])
+
+        def service() -> dict:
+            return cluster.get(PRISM, "searchservices", "docs") or {}
+
+        await wait_for("RayService created", lambda: cluster.names(RAY, "rayservices"), state=service)
+        await wait_for("status written", lambda: (service().get("status") or {}).get("phase"), state=service)
+        async with cluster.server.client.patch(
+                f"{path}/docs", json={"spec": {"deployments": [{"extractor": "text", "replicas": {"max": 3}}]}},
+                headers={"Content-Type": "application/merge-patch+json"}) as r:
+            assert r.status < 300, await r.text()
+        await wait_for("RayService patched", lambda: "max_replicas: 3" in rayservice()["spec"]["serveConfigV2"],
+                       state=service)
+        async with cluster.server.client.delete(f"{path}/docs") as r:
+            assert r.status < 300, await r.text()
+        await wait_for("SearchService gone", lambda: cluster.get(PRISM, "searchservices", "docs") is None,
+                       state=service)
+
+    calls = recorded(cluster.requests())
+    assert calls - granted() == set(), f"calls the ClusterRole does not allow: {sorted(calls - granted())}"
+    unused = SEARCH_ONLY - REAL_SERVER_ONLY_SEARCH - calls
+    assert unused == set(), f"permissions a SearchService never uses: {sorted(unused)}"
