@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -144,12 +145,56 @@ def test_a_missing_deployment_is_named(service, tmp_path):
         run_job("nowhere", spec, state_dir=tmp_path / "state")
 
 
+class Stalled:
+    """A deployment that says it serves the packaged text model but never answers a batch: a replica
+    stuck in a model call, or one the batch job waits on forever without serve.timeoutSeconds."""
+
+    def __init__(self, info: dict):
+        self._info = info
+
+    def info(self) -> dict:
+        return self._info
+
+    async def extract(self, items: list[dict]) -> list:
+        import asyncio
+
+        await asyncio.sleep(3600)
+        return []
+
+
+def test_a_request_past_its_timeout_fails_its_items(service, tmp_path):
+    from ray import serve
+
+    from prism_pipeline.extractors import build
+
+    text = build(_spec(service["media"], "x", TEXT).extractors[0])
+    info = {"extractor": "text", "kind": "text-embedding", "model": None, "version": text.version}
+    serve.run(serve.deployment(Stalled).options(name="stalled", ray_actor_options={"num_cpus": 0.1}).bind(info),
+              name="stalled", route_prefix=None)
+    try:
+        media = _write(tmp_path / "media", dict(list(TEXTS.items())[:3]))
+        spec = _spec(media, "late", {**TEXT, "serve": {"app": "stalled", "deployment": "stalled",
+                                                       "timeoutSeconds": 2}})
+        started = time.monotonic()
+        result = run_job("late", spec, state_dir=tmp_path / "state")
+        took = time.monotonic() - started
+    finally:
+        serve.delete("stalled")
+    assert not result.ok and result.tracker.totals.files_failed == 3, result.message
+    errors = {f.error for f in result.failures}
+    assert all("did not answer a request of" in e and "serve.timeoutSeconds=2" in e for e in errors), errors
+    assert took < 60, f"a stalled deployment held the job {took:.0f} s"
+
+
 def _search(url: str, text: str) -> tuple[float, dict]:
     body = json.dumps({"text": text, "limit": 3}).encode()
     request = urllib.request.Request(url + ROUTE_SEARCH, data=body, headers={"Content-Type": "application/json"})
     started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=QUERY_TIMEOUT_S) as response:
-        return time.monotonic() - started, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=QUERY_TIMEOUT_S) as response:
+            return time.monotonic() - started, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        raise AssertionError(f"POST {ROUTE_SEARCH}: HTTP {err.code}: {err.read()[:500]!r}") from None
 
 
 def _actor_resources() -> dict[str, list[dict]]:
