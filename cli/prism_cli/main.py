@@ -16,7 +16,7 @@ import time
 STARTED = time.monotonic()  # about when the process started: `prism run` reports its wall time from here
 
 DISTRIBUTION = "prism-extract"
-SUBCOMMANDS = ("run", "search", "failed", "collections", "validate", "render", "crd", "operator")
+SUBCOMMANDS = ("run", "search", "serve", "failed", "collections", "validate", "render", "crd", "operator")
 
 
 def _load(name: str):
