@@ -180,6 +180,32 @@ class ServeCluster(PrismModel):
     )
 
 
+def _service_rule_errors(spec: SearchServiceSpec) -> list[tuple[str, str]]:
+    """The cross-field rules of a SearchService spec, as (path under spec, message): worker groups as an
+    ExtractionJob's (rules._cluster_rules), and a GPU deployment needs a worker group with that many GPUs."""
+    errors: list[tuple[str, str]] = []
+    groups = spec.cluster.worker_groups
+    seen: set[str] = set()
+    for i, g in enumerate(groups):
+        where = f"cluster.workerGroups[{i}]"
+        if g.name in seen:
+            errors.append((f"{where}.name", f"must be unique (got {g.name!r})"))
+        seen.add(g.name)
+        if g.min_replicas > g.max_replicas:
+            errors.append((f"{where}.minReplicas", f"must be <= maxReplicas (got {g.min_replicas} > {g.max_replicas})"))
+    most_gpus = max((g.gpus for g in groups), default=0)
+    for i, d in enumerate(spec.deployments):
+        gpu = d.resources.gpu
+        if gpu > 0 and most_gpus == 0:
+            errors.append((f"deployments[{i}].resources.gpu",
+                           f"asks for {gpu:g} GPU but no spec.cluster.workerGroups entry has gpus > 0; "
+                           "add a GPU worker group or set resources.gpu: 0"))
+        elif gpu > most_gpus:
+            errors.append((f"deployments[{i}].resources.gpu",
+                           f"asks for {gpu:g} GPUs per replica but the largest GPU worker group has {most_gpus}"))
+    return errors
+
+
 class SearchServiceSpec(PrismModel):
     """Which collection to serve, from which Qdrant, with how many replicas of each model."""
 
@@ -195,6 +221,14 @@ class SearchServiceSpec(PrismModel):
 
     _collection = field_validator("collection")(classmethod(lambda cls, v: _collection_not_prism(v)))
     _unique = field_validator("deployments")(classmethod(lambda cls, v: _deployments_unique(v)))
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> SearchServiceSpec:
+        errors = _service_rule_errors(self)
+        if errors:  # reported per field, as an ExtractionJob spec's rules are (errors.format_validation_error)
+            raise PydanticCustomError("prism_rules", "{summary}", {
+                "summary": "; ".join(f"{p}: {m}" for p, m in errors), "errors": errors})
+        return self
 
     def app_args(self) -> ServeAppArgs:
         """The Serve application's arguments for this spec."""
