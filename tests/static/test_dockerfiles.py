@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from prism_api import Cluster
+from prism_api.search_service import ServeCluster
 
 from .repo_files import ROOT
 
@@ -28,8 +29,9 @@ def instructions(path) -> list[tuple[str, str]]:
 
 def test_worker_base_images_match_the_ray_version():
     pyproject = (ROOT / "pyproject.toml").read_text()
-    ray = re.search(r'"ray\[data\]==([0-9.]+)"', pyproject).group(1)
+    ray = re.search(r'"ray\[[a-z,]*\]==([0-9.]+)"', pyproject).group(1)
     assert Cluster().ray_version == ray, "spec.cluster.rayVersion's default and the pinned Ray differ"
+    assert ServeCluster().ray_version == ray, "a SearchService's spec.cluster.rayVersion default and the pinned Ray differ"
     bases = [args.split()[0] for word, args in instructions(WORKER) if word == "FROM"]
     pinned = [b for b in bases if b.startswith("rayproject/ray:")]
     assert pinned, bases
