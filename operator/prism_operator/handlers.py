@@ -12,12 +12,15 @@ import kopf
 
 from prism_api import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
 from prism_api.cron_job import CRON_LABEL, CRON_PLURAL
+from prism_api.search_service import SEARCH_PLURAL
 
 from . import operator_metrics as metrics
+from .builders.rayservice import SEARCH_LABEL
 from .cron.runs import run_from
 from .cron.schedule_check import reconcile_cron
-from .k8s_api import KubeApi, load_client_config
+from .k8s_api import RAY_GROUP, RAY_VERSION, RAYSERVICES, KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
+from .search.reconcile import SearchMemory, SearchReconciler
 from .settings import OperatorConfig, configure_kopf
 from .status.cleanup import cleanup_pending
 from .status.derive import SUSPENDED
@@ -25,6 +28,8 @@ from .status.derive import SUSPENDED
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 CRON_RESOURCE = (GROUP, VERSION, CRON_PLURAL)
+SEARCH_RESOURCE = (GROUP, VERSION, SEARCH_PLURAL)
+RAYSERVICE_RESOURCE = (RAY_GROUP, RAY_VERSION, RAYSERVICES)
 # A finalizer that cannot reach the API gives up after this many tries (kopf's backoff between them),
 # then leaves the object to owner-reference garbage collection instead of blocking deletion forever.
 DELETE_RETRIES = 10
@@ -53,6 +58,7 @@ class Runtime:
     def __init__(self, config: OperatorConfig):
         self.config = config
         self.reconciler: Reconciler | None = None
+        self.search: SearchReconciler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._metrics: Any = None
         self.metrics_port: int | None = None
@@ -64,6 +70,7 @@ class Runtime:
         # whose operator reaches Services through a proxy (and the cluster tier's DNS stand-in).
         self._session = aiohttp.ClientSession(trust_env=True)
         self.reconciler = Reconciler(api=api, session=self._session, config=self.config)
+        self.search = SearchReconciler(api=api, session=self._session, config=self.config)
         if self.config.metrics_enabled:
             self._metrics, self.metrics_port = await metrics.start_server(
                 self.config.metrics_host, self.config.metrics_port)
@@ -89,6 +96,15 @@ class Runtime:
             # kopf retries the handler after the backoff; the status written so far stays.
             raise kopf.TemporaryError("; ".join(outcome.errors)[:1000], delay=self.config.retry_backoff)
         return outcome.status
+
+
+    async def reconcile_search(self, body: Any, patch: Any, memo: Any, rayservices: list[dict]) -> None:
+        lock = memo.setdefault("reconcile_lock", asyncio.Lock())
+        memory = memo.setdefault("search", SearchMemory())
+        async with lock:
+            outcome = await self.search.reconcile(body, patch, rayservices, memory)
+        if outcome.errors:
+            raise kopf.TemporaryError("; ".join(outcome.errors)[:1000], delay=self.config.retry_backoff)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime:
@@ -140,6 +156,39 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
         errors = await reconcile_cron(runtime.reconciler.api, body, patch, list(cron_runs.get((namespace, name), [])))
         if errors:
             raise kopf.TemporaryError("; ".join(errors)[:1000], delay=config.retry_backoff)
+
+    # SearchServices: each one's RayService, by (namespace, SearchService name), kept current by kopf's
+    # watch of RayServices. Every SearchService handler reads this, never the API: an idle service
+    # costs no API request, and a RayService's status change is seen within search_interval.
+    @kopf.index(*RAYSERVICE_RESOURCE, id="search_rayservices", labels={SEARCH_LABEL: kopf.PRESENT},
+                registry=registry)
+    def search_rayservices(namespace: str, name: str, labels: Any, meta: Any, status: Any, **_: Any) -> dict:
+        kept = {k: meta[k] for k in ("name", "namespace", "uid", "generation", "annotations", "ownerReferences",
+                                     "deletionTimestamp") if k in meta}
+        return {(namespace, labels[SEARCH_LABEL]): {"metadata": kept, "status": dict(status or {})}}
+
+    def rayservices_of(index: kopf.Index, namespace: str, name: str) -> list[dict]:
+        return list(index.get((namespace, name), []))
+
+    @kopf.on.create(*SEARCH_RESOURCE, id="search-create", registry=registry)
+    async def create_search_service(body: Any, patch: Any, memo: Any, namespace: str, name: str,
+                                    search_rayservices: kopf.Index, **_: Any) -> None:
+        await runtime.reconcile_search(body, patch, memo, rayservices_of(search_rayservices, namespace, name))
+
+    @kopf.on.resume(*SEARCH_RESOURCE, id="search-resume", registry=registry)
+    async def resume_search_service(body: Any, patch: Any, memo: Any, namespace: str, name: str,
+                                    search_rayservices: kopf.Index, **_: Any) -> None:
+        await runtime.reconcile_search(body, patch, memo, rayservices_of(search_rayservices, namespace, name))
+
+    @kopf.on.update(*SEARCH_RESOURCE, id="search-update", field="spec", registry=registry)
+    async def update_search_service(body: Any, patch: Any, memo: Any, namespace: str, name: str,
+                                    search_rayservices: kopf.Index, **_: Any) -> None:
+        await runtime.reconcile_search(body, patch, memo, rayservices_of(search_rayservices, namespace, name))
+
+    @kopf.timer(*SEARCH_RESOURCE, id="search-sync", interval=config.search_interval, registry=registry)
+    async def sync_search_service(body: Any, patch: Any, memo: Any, namespace: str, name: str,
+                                  search_rayservices: kopf.Index, **_: Any) -> None:
+        await runtime.reconcile_search(body, patch, memo, rayservices_of(search_rayservices, namespace, name))
 
     @kopf.on.delete(*RESOURCE, id="delete", retries=DELETE_RETRIES, registry=registry)
     async def delete_extraction_job(body: Any, memo: Any, **_: Any) -> None:

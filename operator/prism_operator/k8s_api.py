@@ -28,7 +28,7 @@ from . import operator_metrics as metrics
 log = logging.getLogger(__name__)
 
 RAY_GROUP, RAY_VERSION = "ray.io", "v1"
-RAYCLUSTERS, RAYJOBS = "rayclusters", "rayjobs"
+RAYCLUSTERS, RAYJOBS, RAYSERVICES = "rayclusters", "rayjobs", "rayservices"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -117,8 +117,8 @@ class KubeApi:
         return True
 
     async def create(self, obj: dict) -> bool:
-        """Create a RayCluster or RayJob; False if it already exists."""
-        plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[obj["kind"]]
+        """Create a RayCluster, RayJob or RayService; False if it already exists."""
+        plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS, "RayService": RAYSERVICES}[obj["kind"]]
         return await self._create(RAY_GROUP, RAY_VERSION, plural, obj, "is KubeRay installed (ray.io/v1 CRDs)?")
 
     async def suspend_ray_cluster(self, namespace: str, name: str, suspend: bool) -> None:
@@ -128,6 +128,17 @@ class KubeApi:
                              _content_type=MERGE_PATCH)
         except ApiException:
             pass  # gone: nothing to suspend
+
+    async def patch_ray_service(self, namespace: str, name: str, patch: dict) -> bool:
+        """A merge patch of a RayService (a SearchService's spec change); False if it is gone."""
+        try:
+            await self._call("patch rayservices", self._custom.patch_namespaced_custom_object,
+                             RAY_GROUP, RAY_VERSION, namespace, RAYSERVICES, name, patch, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if _namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            return False  # 404: gone (the next reconcile creates it again)
+        return True
 
     async def scale_workers_to_zero(self, namespace: str, name: str, groups: tuple[str, ...]) -> None:
         """replicas and minReplicas 0 on each worker group. A JSON patch that first tests each group's

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from prism_api import ExtractionJob, ExtractionJobStatus, Phase, SpecError, parse_job
 from prism_api.child_names import MAX_ATTEMPT
 from prism_api.progress_report import ProgressReport, ReportIdentity
+from prism_api.search_service import SHARED_WITH_SERVICE_ANNOTATION
 
 from . import operator_metrics as metrics
 from .builders import build_ray_cluster, build_ray_job
@@ -52,6 +53,25 @@ log = logging.getLogger(__name__)
 MANIFEST_KEYS = ("apiVersion", "kind", "metadata", "spec")
 # A driver log can be tens of MiB: its one read gets this many dashboard timeouts (30 s by default).
 LOG_READ_TIMEOUTS = 6
+# KubeRay labels the RayCluster it makes for a RayService (utils.RayOriginatedFromCRDLabelKey).
+ORIGINATED_FROM_CRD_LABEL = "ray.io/originated-from-crd"
+ORIGINATED_FROM_CR_NAME_LABEL = "ray.io/originated-from-cr-name"
+
+
+def rayservice_cluster_refusal(job: ExtractionJob, cluster: dict | None) -> str:
+    """Why the job must not start on `cluster.existing` ("" when it may): a RayService's RayCluster is
+    replaced by KubeRay whenever the RayService's cluster spec changes, which kills the batch jobs on
+    it, unless the job says it accepts that (SHARED_WITH_SERVICE_ANNOTATION: "true")."""
+    labels = ((cluster or {}).get("metadata") or {}).get("labels") or {}
+    if not job.spec.cluster.existing or labels.get(ORIGINATED_FROM_CRD_LABEL) != "RayService":
+        return ""
+    if job.metadata.annotations.get(SHARED_WITH_SERVICE_ANNOTATION) == "true":
+        return ""
+    owner = labels.get(ORIGINATED_FROM_CR_NAME_LABEL) or "a RayService"
+    return (f"spec.cluster.existing: RayCluster {job.spec.cluster.existing} belongs to RayService {owner}; "
+            "KubeRay replaces a RayService's cluster when its cluster spec changes, killing batch jobs on it. "
+            f"Create the job with the annotation {SHARED_WITH_SERVICE_ANNOTATION}: \"true\" to accept that, "
+            "or run it on a RayCluster of its own (leave cluster.existing unset)")
 
 
 def old_status(body: Any) -> ExtractionJobStatus:
@@ -147,6 +167,12 @@ class Reconciler:
         rayjob_name = rayjob_name_for(job, old.attempt) if 1 <= old.attempt <= MAX_ATTEMPT else ""
         cluster = await self.api.get_ray_cluster(namespace, cluster_name)
         rayjob = await self.api.get_ray_job(namespace, rayjob_name) if rayjob_name else None
+        if old.attempt <= 1 and rayjob is None and not old.phase.is_terminal():
+            # Before the first RayJob only: a job already running there is not failed afterwards.
+            refusal = rayservice_cluster_refusal(job, cluster)
+            if refusal:
+                return Observed(job=None, old=old, now=now, generation=meta.get("generation"),
+                                spec_errors=(refusal,))
         problems: list[str] = []
         live = not old.phase.is_terminal() and old.phase != Phase.SUSPENDED
         if cluster is not None and live and cluster_state(cluster) != "ready":

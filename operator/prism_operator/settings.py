@@ -19,6 +19,7 @@ from prism_api.conventions import DOMAIN, FINALIZER, LAST_HANDLED_ANNOTATION
 ENV_PREFIX = "PRISM_"
 DEFAULT_PROGRESS_URL = "http://{service}.{namespace}.svc:{port}{path}"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
+DEFAULT_SERVE_URL = "http://{service}.{namespace}.svc:{port}"
 # kopf waits this long for a running timer handler to notice cancellation before it removes the
 # finalizer (its default is 60 s, so every `kubectl delete xj` took about a minute).
 CANCELLATION_POLLING_SECONDS = 2
@@ -45,6 +46,16 @@ class OperatorConfig:
     dashboard_url_template: str = DEFAULT_DASHBOARD_URL
     # Timeout of one dashboard request, seconds (PRISM_DASHBOARD_TIMEOUT).
     dashboard_timeout: float = 5.0
+    # Seconds between checks of one SearchService against its RayService (PRISM_SEARCH_INTERVAL). A
+    # check reads the operator's watch-fed index of RayServices, never the API, and writes status only
+    # when it changed: an idle SearchService costs no API request.
+    search_interval: float = 5.0
+    # A SearchService's Serve endpoint (GET /info); {service} (`<name>-serve-svc`), {namespace} and
+    # {port} are filled in (PRISM_SERVE_URL_TEMPLATE). Its running replicas are read from the Ray
+    # dashboard of `<name>-head-svc` (PRISM_DASHBOARD_URL_TEMPLATE).
+    serve_url_template: str = DEFAULT_SERVE_URL
+    # Timeout of one read of a SearchService's application, seconds (PRISM_SERVE_TIMEOUT).
+    serve_timeout: float = 5.0
     # Timeout of one Kubernetes API request, seconds (PRISM_API_TIMEOUT).
     api_timeout: float = 15.0
     # Kubernetes API requests in flight at once: worker threads and pooled connections of the
@@ -81,8 +92,13 @@ class OperatorConfig:
         return config
 
     def check(self) -> None:
+        try:
+            self.serve_url_template.format(service="s", namespace="n", port=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{ENV_PREFIX}SERVE_URL_TEMPLATE: bad placeholder {exc} (allowed: "
+                              "{service} {namespace} {port})") from None
         for name in ("timer_interval", "cron_interval", "progress_timeout", "dashboard_timeout", "api_timeout", "retry_backoff",
-                     "watch_timeout"):
+                     "watch_timeout", "search_interval", "serve_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be > 0 (got {getattr(self, name)})")
         if type(self.watch_timeout) is not int:

@@ -150,7 +150,10 @@ def declare_resources(emulator: ApiServerEmulator) -> None:
     emulator.resources[f"{PRISM}/extractionjobs"] = kmock.ResourceInfo(
         kind="ExtractionJob", singular="extractionjob", shortnames={"xj", "xjob"}, verbs=verbs,
         namespaced=True, subresources={"status"})
-    for plural, kind in (("rayclusters", "RayCluster"), ("rayjobs", "RayJob")):
+    emulator.resources[f"{PRISM}/searchservices"] = kmock.ResourceInfo(
+        kind="SearchService", singular="searchservice", shortnames={"xs"}, verbs=verbs,
+        namespaced=True, subresources={"status"})
+    for plural, kind in (("rayclusters", "RayCluster"), ("rayjobs", "RayJob"), ("rayservices", "RayService")):
         emulator.resources[f"{RAY}/{plural}"] = kmock.ResourceInfo(
             kind=kind, singular=kind.lower(), verbs=verbs, namespaced=True, subresources={"status"})
 

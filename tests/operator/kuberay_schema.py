@@ -12,7 +12,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 CRD_DIR = Path(__file__).resolve().parents[3] / "shared" / "kuberay-crds"
-FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml", "RayService": "ray.io_rayservices.yaml"}
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prism_api import ExtractionJob, ray_cluster_name
 from prism_api.conventions import BATCH_RESOURCE, ENV_QDRANT_API_KEY, JOB_LABEL
+from prism_api.job_spec import WorkerGroup
 from prism_api.progress_report import PROGRESS_PORT, PROGRESS_PORT_NAME
 
 from .labels import KUEUE_ELASTIC_JOB_ANNOTATION, KUEUE_QUEUE_LABEL, child_metadata
@@ -46,35 +47,59 @@ def secret_env(job: ExtractionJob) -> tuple[list[dict], list[dict]]:
     return env, env_from
 
 
-def _container(job: ExtractionJob, name: str, cpu: str, memory: str, gpus: int = 0,
-               ports: list[dict] | None = None) -> dict:
-    env, env_from = secret_env(job)
+def container(name: str, image: str, pull_policy: str, cpu: str, memory: str, gpus: int = 0,
+              ports: list[dict] | None = None, env: list[dict] | None = None,
+              env_from: list[dict] | None = None) -> dict:
+    """A Ray pod's container: requests equal limits (GPUs as nvidia.com/gpu limits). Shared with the
+    SearchService's RayService (builders/rayservice.py)."""
     limits = {"cpu": cpu, "memory": memory}
     if gpus:
         limits[GPU_RESOURCE] = str(gpus)
-    container = {
+    out = {
         "name": name,
-        "image": job.spec.cluster.image,
-        "imagePullPolicy": job.spec.cluster.image_pull_policy,
+        "image": image,
+        "imagePullPolicy": pull_policy,
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
     }
     if ports:
-        container["ports"] = ports
+        out["ports"] = ports
     if env:
-        container["env"] = env
+        out["env"] = env
     if env_from:
-        container["envFrom"] = env_from
-    return container
+        out["envFrom"] = env_from
+    return out
+
+
+def head_ports(*extra: dict) -> list[dict]:
+    """The head container's ports KubeRay puts on the head Service, plus `extra`."""
+    return [
+        {"name": "gcs-server", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265},
+        {"name": "client", "containerPort": 10001},
+        *extra,
+    ]
+
+
+def worker_pod_spec(group: WorkerGroup, worker: dict) -> dict:
+    """A worker group's pod spec: its container plus the group's placement."""
+    pod_spec: dict = {"containers": [worker]}
+    if group.node_selector:
+        pod_spec["nodeSelector"] = dict(group.node_selector)
+    if group.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in group.tolerations]
+    return pod_spec
+
+
+def _container(job: ExtractionJob, name: str, cpu: str, memory: str, gpus: int = 0,
+               ports: list[dict] | None = None) -> dict:
+    env, env_from = secret_env(job)
+    return container(name, job.spec.cluster.image, job.spec.cluster.image_pull_policy, cpu, memory, gpus,
+                     ports, env, env_from)
 
 
 def _head_group(job: ExtractionJob) -> dict:
     head = job.spec.cluster.head
-    ports = [
-        {"name": "gcs-server", "containerPort": 6379},
-        {"name": "dashboard", "containerPort": 8265},
-        {"name": "client", "containerPort": 10001},
-        {"name": PROGRESS_PORT_NAME, "containerPort": PROGRESS_PORT},
-    ]
+    ports = head_ports({"name": PROGRESS_PORT_NAME, "containerPort": PROGRESS_PORT})
     return {
         # The head schedules and runs the driver; it never takes pipeline work.
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
@@ -87,11 +112,7 @@ def _head_group(job: ExtractionJob) -> dict:
 
 def _worker_group(job: ExtractionJob, index: int) -> dict:
     group = job.spec.cluster.worker_groups[index]
-    pod_spec: dict = {"containers": [_container(job, WORKER_CONTAINER, group.cpu, group.memory, gpus=group.gpus)]}
-    if group.node_selector:
-        pod_spec["nodeSelector"] = dict(group.node_selector)
-    if group.tolerations:
-        pod_spec["tolerations"] = [t.to_wire() for t in group.tolerations]
+    pod_spec = worker_pod_spec(group, _container(job, WORKER_CONTAINER, group.cpu, group.memory, gpus=group.gpus))
     return {
         "groupName": group.name,
         "replicas": group.min_replicas,
@@ -105,6 +126,10 @@ def _worker_group(job: ExtractionJob, index: int) -> dict:
             "spec": pod_spec,
         },
     }
+
+
+def autoscaler_options() -> dict:
+    return {"upscalingMode": "Default", "idleTimeoutSeconds": AUTOSCALER_IDLE_TIMEOUT_SECONDS}
 
 
 def build_ray_cluster(job: ExtractionJob) -> dict:
@@ -125,10 +150,7 @@ def build_ray_cluster(job: ExtractionJob) -> dict:
         "spec": {
             "rayVersion": cluster.ray_version,
             "enableInTreeAutoscaling": autoscaling,
-            "autoscalerOptions": {
-                "upscalingMode": "Default",
-                "idleTimeoutSeconds": AUTOSCALER_IDLE_TIMEOUT_SECONDS,
-            },
+            "autoscalerOptions": autoscaler_options(),
             "headGroupSpec": _head_group(job),
             "workerGroupSpecs": [_worker_group(job, i) for i in range(len(cluster.worker_groups))],
         },
