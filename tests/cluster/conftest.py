@@ -83,7 +83,7 @@ def apply_manifests(lay) -> None:
     operator runs here as a process, under the Deployment's ServiceAccount)."""
     kubectl = Kubectl(str(lay.kubeconfig))
     for path in ["manifests/namespace.yaml", "manifests/crd/extractionjob.yaml", "manifests/crd/extractioncronjob.yaml",
-                 "manifests/rbac/serviceaccount.yaml", "manifests/rbac/clusterrole.yaml",
+                 "manifests/crd/searchservice.yaml", "manifests/rbac/serviceaccount.yaml", "manifests/rbac/clusterrole.yaml",
                  "manifests/rbac/clusterrolebinding.yaml"]:
         text = (REPO / path).read_text()
         if "serviceaccount" in path:
@@ -91,10 +91,10 @@ def apply_manifests(lay) -> None:
         else:
             kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
     kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd/extractionjobs.prism.dev",
-                "crd/extractioncronjobs.prism.dev")
+                "crd/extractioncronjobs.prism.dev", "crd/searchservices.prism.dev")
     # Established is not served: for a moment after a CRD is created or changed the API server answers
     # its lists with 429 "storage is (re)initializing", which kopf logs as an ERROR while it retries.
-    wait_for("the CRDs' storage", lambda: kubectl.run("get", "extractionjobs,extractioncronjobs", "-A",
+    wait_for("the CRDs' storage", lambda: kubectl.run("get", "extractionjobs,extractioncronjobs,searchservices", "-A",
                                                       check=False).returncode == 0, 60, interval=0.5)
 
 
@@ -109,7 +109,8 @@ def namespace(admin: Kubectl, request) -> Iterator[str]:
     admin.run("create", "namespace", name)
     yield name
     # Jobs no operator ever saw carry no finalizer and go at once; then the namespace.
-    admin.run("delete", "extractioncronjobs,extractionjobs", "--all", "-n", name, "--timeout=30s", check=False)
+    admin.run("delete", "searchservices,extractioncronjobs,extractionjobs", "--all", "-n", name, "--timeout=30s",
+              check=False)
     admin.run("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -184,7 +185,8 @@ def operator(control_plane, admin, namespace, tmp_path) -> Iterator[OperatorProc
     yield process
     # The test's jobs go while their operator runs (its finalizer stops their Ray jobs), before the
     # namespace is deleted: a job reconciled inside a terminating namespace cannot post Events.
-    admin.run("delete", "extractioncronjobs,extractionjobs", "--all", "-n", namespace, "--timeout=60s", check=False)
+    admin.run("delete", "searchservices,extractioncronjobs,extractionjobs", "--all", "-n", namespace, "--timeout=60s",
+              check=False)
     process.stop()
     errors = process.error_lines()
     assert not errors, "the operator logged errors:\n" + "\n".join(errors[:20])

@@ -1,6 +1,7 @@
 """The ExtractionJob CRD on the real API server: established, explained, examples admitted, every bad
 manifest behaving as its `# server:` header claims under both fieldValidation modes, and the
-immutability rules holding (reordering included)."""
+immutability rules holding (reordering included). The SearchService CRD: established, explained, its
+defaults the models', its CEL rules holding, its status subresource and printer columns."""
 
 from __future__ import annotations
 
@@ -133,3 +134,89 @@ def test_metadata_name_rules_name_their_field(kubectl):
     unnamed = [line for line in result.stderr.splitlines()
                if "<nil>" in line and "validation rules were not checked" not in line]
     assert not unnamed, result.stderr
+
+
+# ---- the SearchService CRD ------------------------------------------------------------------------------
+
+def search_service(name: str = "docs-search", **spec) -> dict:
+    return {"apiVersion": "prism.dev/v1alpha1", "kind": "SearchService", "metadata": {"name": name},
+            "spec": {"collection": "docs", "qdrant": {"url": "http://qdrant.qdrant:6333"},
+                     "deployments": [{"extractor": "text"}], **spec}}
+
+
+def test_search_service_crd_is_established_and_explained(admin):
+    crd = admin.json("get", "crd", "searchservices.prism.dev")
+    assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
+    assert crd["spec"]["names"]["shortNames"] == ["xs"]
+    explained = admin.run("explain", "searchservice.spec.deployments.replicas").stdout
+    assert "autoscaling" in explained.lower(), explained
+    assert "DESCRIPTION" in admin.run("explain", "xs.spec.qdrant.apiKeySecretRef").stdout
+    resources = admin.run("api-resources", "--api-group=prism.dev", "-o", "wide").stdout.splitlines()
+    line = next(r for r in resources if r.startswith("searchservices "))
+    assert " xs " in line and "prism" in line and "SearchService" in line, line
+
+
+def test_search_service_defaults_are_the_models(kubectl):
+    """What the API server stores for a minimal SearchService is what the operator parses from it."""
+    from prism_api.search_service import parse_search_service
+
+    minimal = search_service()
+    result = kubectl.run("apply", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-",
+                         stdin=json.dumps(minimal))
+    stored = json.loads(result.stdout)["spec"]
+    assert stored["cluster"]["workerGroups"][0]["name"] == "serve"
+    assert stored["deployments"][0]["replicas"] == {"min": 1, "max": 1}
+    assert stored["qdrant"]["timeoutSeconds"] == 30
+    assert stored == parse_search_service(minimal).spec.to_wire()
+
+
+@pytest.mark.parametrize(("spec", "wanted"), [
+    ({"collection": "docs__prism_files"}, "spec.collection: Invalid value"),
+    ({"deployments": [{"extractor": "text", "replicas": {"min": 3, "max": 2}}]},
+     "replicas.min must be <= replicas.max"),
+    ({"deployments": [{"extractor": "text"}, {"extractor": "text"}]}, "spec.deployments[1]: Duplicate value"),
+    ({"cluster": {"workerGroups": [{"name": "serve", "minReplicas": 5, "maxReplicas": 2}]}},
+     "minReplicas must be <= maxReplicas"),
+    ({"cluster": {"workerGroups": []}}, "spec.cluster.workerGroups"),
+    ({"qdrant": {"url": "ftp://qdrant"}}, "spec.qdrant.url"),
+])
+def test_search_service_rules_hold_on_the_server(kubectl, spec, wanted):
+    for validation in ("strict", "warn"):
+        result = dry_run(kubectl, json.dumps(search_service(**spec)), validation)
+        assert result.returncode != 0, f"{spec} was admitted ({validation})"
+        assert wanted in result.stderr, result.stderr
+    if "__prism" in json.dumps(spec):
+        assert "must not contain '__prism'" in result.stderr, result.stderr
+
+
+def test_search_service_name_is_bounded(kubectl):
+    from prism_api.search_service import MAX_SEARCH_NAME_LENGTH
+
+    assert dry_run(kubectl, json.dumps(search_service("a" * MAX_SEARCH_NAME_LENGTH)), "strict").returncode == 0
+    result = dry_run(kubectl, json.dumps(search_service("a" * (MAX_SEARCH_NAME_LENGTH + 1))), "strict")
+    assert result.returncode != 0 and "metadata.name: Too long" in result.stderr, result.stderr
+
+
+def test_search_service_spec_changes_and_status_columns(kubectl):
+    """Every spec field may change (the operator rolls it out); the operator's status is accepted by the
+    status subresource and shown by the printer columns."""
+    from prism_api.job_status import Condition
+    from prism_api.search_service import SearchServiceStatus, ServedModel, ServicePhase
+
+    kubectl.apply(search_service("docs"))
+    kubectl.merge_patch("searchservice", "docs", {"spec": {"collection": "docs-v2", "deployments": [
+        {"extractor": "text", "replicas": {"min": 1, "max": 3}}]}})
+    status = SearchServiceStatus(
+        phase=ServicePhase.READY, reason="Serving", message="1 deployment healthy", observed_generation=2,
+        conditions=[Condition(type="Ready", status="True", reason="Serving", observed_generation=2)],
+        ray_service="docs", endpoint="http://docs-serve-svc:8000", ready_replicas=2,
+        models=[ServedModel(extractor="text", kind="text-embedding", version="c9745ed1")])
+    kubectl.run("patch", "searchservice", "docs", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": status.to_wire()}))
+    stored = kubectl.json("get", "xs", "docs")
+    assert stored["metadata"]["generation"] == 2 and stored["spec"]["collection"] == "docs-v2"
+    assert SearchServiceStatus.model_validate(stored["status"]) == status
+    wide = kubectl.run("get", "xs", "docs", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "PHASE", "COLLECTION", "READY", "ENDPOINT", "MODELS", "REASON", "AGE"], wide
+    assert wide[1].split()[:7] == ["docs", "Ready", "docs-v2", "2", "http://docs-serve-svc:8000", "c9745ed1",
+                                   "Serving"], wide
