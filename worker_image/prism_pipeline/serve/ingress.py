@@ -8,7 +8,6 @@ handles), so the ingress itself loads no model; it holds the sink (in embedded m
 process that may open the store).
 """
 
-from __future__ import annotations
 
 import asyncio
 import base64
@@ -106,6 +105,29 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(loc))
 
 
+def image_bytes(encoded: str | None) -> bytes:
+    """The image query's bytes from base64 (a `data:image/...;base64,` URL prefix is allowed)."""
+    text = encoded or ""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise BadRequest(422, f"image: not base64 ({err})", "image") from err
+    if not data:
+        raise BadRequest(422, "image: empty", "image")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BadRequest(413, f"image: {len(data)} bytes, more than {MAX_IMAGE_BYTES}", "image")
+    return data
+
+
+def search_hit(score: float, payload: dict[str, Any], query: str = "") -> SearchHit:
+    """A point's payload as a SearchHit (prism_pipeline.search.hit, with modality and timestamp)."""
+    h = hit(score, payload, query)
+    return SearchHit(score=h.score, uri=h.uri, key=h.key, item=h.item, modality=h.modality, timestamp=h.timestamp,
+                     at=h.at, page=h.page, text=h.text, excerpt=h.excerpt, failed_extractors=list(h.failed_extractors))
+
+
 @serve.ingress(api)
 class Ingress:
     """The ingress deployment (named `Ingress` by app.build)."""
@@ -193,26 +215,3 @@ class Ingress:
     def _search(self, name: str, vector: list[float], request: SearchRequest) -> list[Any]:
         with self._sink_lock:
             return filters.search(self._sink, name, vector, request.limit, request.filter)
-
-
-def image_bytes(encoded: str | None) -> bytes:
-    """The image query's bytes from base64 (a `data:image/...;base64,` URL prefix is allowed)."""
-    text = encoded or ""
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
-    try:
-        data = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise BadRequest(422, f"image: not base64 ({err})", "image") from err
-    if not data:
-        raise BadRequest(422, "image: empty", "image")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise BadRequest(413, f"image: {len(data)} bytes, more than {MAX_IMAGE_BYTES}", "image")
-    return data
-
-
-def search_hit(score: float, payload: dict[str, Any], query: str = "") -> SearchHit:
-    """A point's payload as a SearchHit (prism_pipeline.search.hit, with modality and timestamp)."""
-    h = hit(score, payload, query)
-    return SearchHit(score=h.score, uri=h.uri, key=h.key, item=h.item, modality=h.modality, timestamp=h.timestamp,
-                     at=h.at, page=h.page, text=h.text, excerpt=h.excerpt, failed_extractors=list(h.failed_extractors))
