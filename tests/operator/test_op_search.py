@@ -95,14 +95,25 @@ def test_the_rayservice_is_owned_labelled_and_runs_the_application_with_the_spec
     text, image = app["deployments"]
     assert text == {"name": "text", "max_ongoing_requests": 16,
                     "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4.0},
-                    "ray_actor_options": {"num_cpus": 1.0, "memory": 2 * 2**30}}
+                    "ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.0, "memory": 2 * 2**30},
+                    "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}}
     assert image["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.5, "memory": 4 * 2**30}
 
 
-def test_fixed_replicas_are_num_replicas():
+def test_the_overrides_equal_the_options_the_application_gives_its_deployments():
+    """serveConfigV2's deployments[] and the application's own options must agree (names included):
+    Serve refuses an override of a deployment the application does not have."""
+    app_module = pytest.importorskip("prism_pipeline.serve.app", reason="the Serve application needs the worker extra")
+    service = parsed()
+    config = yaml.safe_load(build_ray_service(service)["spec"]["serveConfigV2"])
+    for override, settings in zip(config["applications"][0]["deployments"], service.spec.deployments, strict=True):
+        assert override == app_module.deployment_options(settings)
+
+
+def test_fixed_replicas_are_equal_autoscaling_bounds():
     service = parsed(deployments=[{"extractor": "text", "replicas": {"min": 3, "max": 3}}])
     [dep] = yaml.safe_load(build_ray_service(service)["spec"]["serveConfigV2"])["applications"][0]["deployments"]
-    assert dep["num_replicas"] == 3 and "autoscaling_config" not in dep
+    assert dep["autoscaling_config"]["min_replicas"] == dep["autoscaling_config"]["max_replicas"] == 3
 
 
 def test_the_cluster_has_a_zero_cpu_head_no_batch_resource_and_the_api_key_by_reference():
@@ -420,7 +431,7 @@ async def test_a_search_service_through_deploying_ready_and_an_update(cluster, o
             rs := cluster.get(RAY, "rayservices", "docs-search"))["metadata"]["annotations"][
                 SOURCE_GENERATION_ANNOTATION] == "2" and rs)
         [dep] = yaml.safe_load(patched["spec"]["serveConfigV2"])["applications"][0]["deployments"]
-        assert dep["num_replicas"] == 2
+        assert dep["autoscaling_config"]["min_replicas"] == dep["autoscaling_config"]["max_replicas"] == 2
         await wait_for("Deploying generation 2", lambda: service_status(cluster).get("observedGeneration") == 2
                        and service_status(cluster)["phase"] == "Deploying", state=lambda: service_status(cluster))
         # (The emulator bumped the RayService's generation to 2 with the patch.)

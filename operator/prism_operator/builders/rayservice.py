@@ -83,24 +83,23 @@ def owner_reference(service: SearchService) -> dict:
 
 
 def deployment_override(deployment: ServeDeployment) -> dict:
-    """One deployment's entry in serveConfigV2 `deployments[]`: Serve's own names; never `batch`.
-    The deployment is named after its extractor (the vector name), as the application names it."""
-    out: dict = {"name": deployment.extractor}
-    bounds = deployment.replicas
-    if bounds.min == bounds.max:
-        out["num_replicas"] = bounds.min
-    else:
-        out["autoscaling_config"] = {"min_replicas": bounds.min, "max_replicas": bounds.max,
-                                     "target_ongoing_requests": deployment.target_ongoing_requests}
-    out["max_ongoing_requests"] = deployment.max_ongoing_requests
+    """One deployment's entry in serveConfigV2 `deployments[]`, in Serve's own names and equal to the
+    options the application gives it (prism_pipeline.serve.app.deployment_options): the deployment is
+    named after its extractor (the vector name); autoscaling bounds (min = max: a fixed count); the
+    batching knobs as user_config (Serve changes them in place); never the `batch` resource."""
     resources = deployment.resources
-    actor: dict = {"num_cpus": resources.cpu}
-    if resources.gpu:
-        actor["num_gpus"] = resources.gpu
+    actor: dict = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
     if resources.memory is not None:
         actor["memory"] = int(quantity_value(resources.memory))
-    out["ray_actor_options"] = actor
-    return out
+    return {
+        "name": deployment.extractor,
+        "autoscaling_config": {"min_replicas": deployment.replicas.min, "max_replicas": deployment.replicas.max,
+                               "target_ongoing_requests": deployment.target_ongoing_requests},
+        "max_ongoing_requests": deployment.max_ongoing_requests,
+        "ray_actor_options": actor,
+        "user_config": {"max_batch_size": deployment.max_batch_size,
+                        "batch_wait_timeout_s": deployment.batch_wait_timeout_ms / 1000},
+    }
 
 
 def serve_config(service: SearchService) -> dict:
