@@ -198,12 +198,15 @@ def _search(url: str, text: str) -> tuple[float, dict]:
 
 
 def _actor_resources() -> dict[str, list[dict]]:
-    """Alive actors' required resources by class name."""
-    from ray.util.state import list_actors
+    """Alive actors' required resources by class name, from this Ray's GCS actor table (the state API
+    needs the dashboard, which these tests do not start, and may find another helper's Ray)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
 
     found: dict[str, list[dict]] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000, timeout=30):
-        found.setdefault(actor.class_name, []).append(dict(actor.required_resources or {}))
+    for raw in state._connect_and_get_accessor().get_actor_table(None, "ALIVE"):
+        actor = gcs_pb2.ActorTableData.FromString(raw)
+        found.setdefault(actor.class_name, []).append(dict(actor.required_resources))
     return found
 
 
