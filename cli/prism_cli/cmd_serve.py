@@ -99,5 +99,9 @@ def ready_text(running, args: argparse.Namespace) -> str:
               f"    curl -s {url}{ROUTE_EMBED} -H 'Content-Type: application/json' -d "
               f"{shlex.quote(json.dumps({'text': EXAMPLE_QUERY}))}",
               f"    prism search {shlex.quote(EXAMPLE_QUERY)} --collection {args.collection}{state}",
+              "", "  A batch job on the same Ray (into another state dir: this one is held):",
+              f"    {' '.join(f'{k}={shlex.quote(v)}' for k, v in running.beside_env.items())} prism run job.yaml "
+              "--state-dir .prism-batch",
+              "",
               f"  API: {url}{ROUTE_OPENAPI} (and {url}/docs)"]
     return "\n".join(lines)

@@ -69,6 +69,17 @@ class Running:
 
     record: LocalServiceRecord
     info: ServiceInfo
+    beside_env: dict[str, str]  # what a `prism run` needs to run its batch job on the same Ray
+
+
+def beside_env(ray_address: str) -> dict[str, str]:
+    """The environment of a `prism run` that runs on this service's Ray: its address and, where the
+    cluster checks tokens (Ray's default for a local cluster since 2.5x), token mode: with an explicit
+    RAY_ADDRESS Ray does not turn it on by itself (the token is read from ~/.ray/auth_token)."""
+    env = {"RAY_ADDRESS": ray_address}
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        env["RAY_AUTH_MODE"] = "token"
+    return env
 
 
 def serve_locally(args: ServeAppArgs, *, host: str = "127.0.0.1", port: int = 8000, app_name: str = SERVE_APP_NAME,
@@ -198,7 +209,7 @@ def _deploy(args: ServeAppArgs, *, host: str, port: int, app_name: str, start_ti
     record = LocalServiceRecord(url=url, pid=os.getpid(), collection=args.collection, app=app_name,
                                 qdrant_url=args.qdrant_url, ray_address=ray.get_runtime_context().gcs_address,
                                 started_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    return Running(record, info)
+    return Running(record, info, beside_env(record.ray_address))
 
 
 def _wait_running(app_name: str, timeout_s: float) -> None:
