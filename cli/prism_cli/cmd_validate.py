@@ -1,4 +1,4 @@
-"""`prism validate FILE...`: check ExtractionJob and ExtractionCronJob manifests against the contract."""
+"""`prism validate FILE...`: check ExtractionJob, ExtractionCronJob and SearchService manifests against the contract."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = ("Check ExtractionJob and ExtractionCronJob manifests; print each problem as FILE: FIELD: MESSAGE. "
+HELP = ("Check ExtractionJob, ExtractionCronJob and SearchService manifests; print each problem as FILE: FIELD: MESSAGE. "
         "Exit 0 if all are valid, 1 if one is not, 2 if an argument is no file (missing, a directory).")
 
 
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from prism_api import SpecError, parse_job
     from prism_api.cron_job import CRON_KIND, parse_cron_job
+    from prism_api.search_service import SEARCH_KIND, parse_search_service
 
     from .manifests import documents_of
 
@@ -38,16 +39,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for doc in documents:
         # A schedule's runs go to a cluster: its template is always checked with the cluster's rules.
-        is_cron = isinstance(doc.body, dict) and doc.body.get("kind") == CRON_KIND
+        kind = doc.body.get("kind") if isinstance(doc.body, dict) else None
+        is_cron, is_job = kind == CRON_KIND, kind not in (CRON_KIND, SEARCH_KIND)
         try:
-            parsed = parse_cron_job(doc.body) if is_cron else parse_job(doc.body, target="any" if local
-                                                                         else args.target)
+            if is_cron:
+                parsed = parse_cron_job(doc.body)
+            elif kind == SEARCH_KIND:  # a service runs on a cluster only: no local checks apply
+                parsed = parse_search_service(doc.body)
+            else:
+                parsed = parse_job(doc.body, target="any" if local else args.target)
         except SpecError as exc:
             bad += 1
             for err in exc.errors:
                 print(f"{doc.where}: {err}", file=sys.stderr)
             continue
-        findings = check_local(parsed.spec) if check_local and not is_cron else []
+        findings = check_local(parsed.spec) if check_local and is_job else []
         for finding in findings:
             print(f"{doc.where}: {finding}", file=sys.stderr)
         if any(not f.warning for f in findings):

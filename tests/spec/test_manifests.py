@@ -40,13 +40,16 @@ def test_there_are_examples_and_bad_manifests():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_model_and_crd(path):
     from prism_api.cron_job import CRON_KIND, parse_cron_job
+    from prism_api.search_service import SEARCH_KIND, parse_search_service
 
-    cron_crd = yaml.safe_load((ROOT / "crds" / "extractioncronjob.yaml").read_text())
+    parsers = {CRON_KIND: parse_cron_job, SEARCH_KIND: parse_search_service}
+    crds = {CRON_KIND: "extractioncronjob.yaml", SEARCH_KIND: "searchservice.yaml"}
     for doc in yaml.safe_load_all(path.read_text()):
-        is_cron = doc.get("kind") == CRON_KIND
-        parsed = parse_cron_job(doc) if is_cron else parse_job(doc)
+        kind = doc.get("kind")
+        parsed = parsers.get(kind, parse_job)(doc)
         assert parsed.metadata.name
-        assert admit(doc, crd=cron_crd if is_cron else None, strict=True) == [], f"{path.name} rejected by the CRD"
+        crd = yaml.safe_load((ROOT / "crds" / crds[kind]).read_text()) if kind in crds else None
+        assert admit(doc, crd=crd, strict=True) == [], f"{path.name} rejected by the CRD"
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
