@@ -11,7 +11,7 @@
 
 Everything is measured in one run, side by side; figures are ratios against the run's own baseline.
 
-    .venv/bin/python benchmarks/serve.py [--files 300] [--clients 4] [--seconds 20]
+    .venv/bin/python benchmarks/serve.py [--files 300] [--clients 4] [--seconds 20] [--max-in-flight 4]
 """
 
 from __future__ import annotations
@@ -147,7 +147,10 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300, help="small text files for the batch jobs")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--seconds", type=float, default=20, help="length of the query-only window")
+    parser.add_argument("--max-in-flight", type=int, default=4,
+                        help="serve.maxInFlight of the Serve-backed jobs (requests per stage actor)")
     args = parser.parse_args()
+    SERVED["serve"]["maxInFlight"] = args.max_in_flight
 
     import ray
     from ray import serve
@@ -164,7 +167,7 @@ def main() -> None:
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     quiet_ray_data(verbose=False)
     figures: dict = {"machine": {"cores": os.cpu_count(), "ray_cpus": cpus}, "files": args.files,
-                     "clients": args.clients}
+                     "clients": args.clients, "max_in_flight": args.max_in_flight}
     try:
         filled = run_job("media", sample, state_dir=work / "served")
         figures["collection_points"] = filled.points_in_collection
