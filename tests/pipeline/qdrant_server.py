@@ -83,6 +83,7 @@ class QdrantStandIn:
             case "POST", "/points/query":
                 req = m.QueryRequest.model_validate(body)
                 return 200, local.query_points(name, query=req.query, using=req.using, limit=req.limit or 10,
+                                               query_filter=req.filter, offset=req.offset,
                                                with_payload=req.with_payload or False).model_dump(mode="json")
             case "POST", "/points/scroll":
                 req = m.ScrollRequest.model_validate(body)

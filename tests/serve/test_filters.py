@@ -1,4 +1,5 @@
-"""SearchFilter -> Qdrant filter (prism_pipeline.serve.filters) on a real embedded store: exact uri
+"""SearchFilter -> Qdrant filter (prism_pipeline.serve.filters) on the embedded store and, over HTTP,
+the Qdrant stand-in (tests/pipeline/qdrant_server.py, qdrant-client's engine behind REST): exact uri
 prefixes (also cut inside a word, where a word-token MatchText fails), modality by item or file,
 time ranges, pages; and the page-by-page prefix test used when a server refuses MatchPrefix."""
 
@@ -13,9 +14,12 @@ from prism_api import QdrantSink
 from prism_api.search_service import SearchFilter
 from prism_pipeline import rows as R
 from prism_pipeline.serve import filters
+from prism_pipeline.serve.ingress import IngressConfig, open_sink
 from prism_pipeline.sink import Sink
 from prism_pipeline.sink.embedded import close_embedded
 from tests.pipeline.stores import content_hash, outcomes, text_extractor
+
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
 # (uri, item position, file modality, item modality, text, extra position fields)
 ITEMS = [
@@ -34,10 +38,7 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sink(tmp_path_factory):
-    state = tmp_path_factory.mktemp("filters") / "state"
-    ex = text_extractor()
+def _rows(ex) -> list[dict]:
     vectors = ex([{"text": t, "modality": "text"} for *_, t, _ in ITEMS])
     rows = []
     for (uri, position, file_modality, modality, text, extra), vector in zip(ITEMS, vectors, strict=True):
@@ -45,14 +46,39 @@ def sink(tmp_path_factory):
         rows.append({"uri": uri, "key": key, "status": R.ITEM, "content_hash": content_hash(uri),
                      "file_modality": file_modality, "modality": modality, "text": text, **extra,
                      "outputs": {"text": vector}, "errors": [], "file_items": 1, "bytes_read": 1, "decoded": True})
-    writer = Sink(QdrantSink(collection="lib"), [ex], state)
-    writer.prepare()
-    assert writer.write(outcomes(rows, [ex])) == len(ITEMS)
-    writer.close()
-    close_embedded(state)
-    reader = Sink.open_existing("lib", state_dir=state)
-    yield reader
-    reader.close()
+    return rows
+
+
+@pytest.fixture(scope="module", params=["embedded", "server"])
+def sink(request, tmp_path_factory):
+    """ITEMS in the embedded store, or (over HTTP) in the Qdrant stand-in, read through the handle
+    the ingress opens (serve.ingress.open_sink)."""
+    ex = text_extractor()
+    if request.param == "embedded":
+        state = tmp_path_factory.mktemp("filters") / "state"
+        writer = Sink(QdrantSink(collection="lib"), [ex], state)
+        writer.prepare()
+        assert writer.write(outcomes(_rows(ex), [ex])) == len(ITEMS)
+        writer.close()
+        close_embedded(state)
+        reader = open_sink(IngressConfig("lib", None, str(state), 10.0, []))
+        yield reader
+        reader.close()
+        return
+    from prism_pipeline.sink import point_fields
+    from prism_pipeline.sink.server import QdrantWriter
+    from tests.pipeline.qdrant_server import QdrantStandIn
+
+    server = QdrantStandIn()
+    try:
+        with Sink(QdrantSink(collection="lib", url=server.url), [ex]) as writer:
+            writer.prepare()
+        QdrantWriter(url=server.url, collection="lib", timeout_s=10, **point_fields([ex]))(R.to_batch(_rows(ex)))
+        reader = open_sink(IngressConfig("lib", server.url, None, 10.0, []))
+        yield reader
+        reader.close()
+    finally:
+        server.close()
 
 
 @lru_cache(maxsize=16)
@@ -147,6 +173,8 @@ class OldServer(Sink):
 
 
 def test_an_old_server_refusing_matchprefix_gets_the_same_hits(sink):
+    if sink._server:
+        pytest.skip("the embedded store plays the old server")
     old = OldServer.open_existing("lib", state_dir=sink._state_dir)
     old._release_store = False  # the same process-wide store as `sink`: the fixture releases it
     for prefix in ("/lib/doc", "/lib/talks/bees t", "nothing"):

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from prism_api import QdrantSink
 from prism_api.search_service import (
     MAX_IMAGE_BYTES,
     ROUTE_EMBED,
@@ -128,6 +129,16 @@ def search_hit(score: float, payload: dict[str, Any], query: str = "") -> Search
                      at=h.at, page=h.page, text=h.text, excerpt=h.excerpt, failed_extractors=list(h.failed_extractors))
 
 
+def open_sink(config: IngressConfig) -> Sink:
+    """The ingress's read handle: the server with args.timeoutSeconds per request, or the embedded
+    store (held, with its lock, until the replica stops)."""
+    if config.qdrant_url:
+        spec = QdrantSink.model_construct(collection=config.collection, url=config.qdrant_url,
+                                          timeout_seconds=config.timeout_seconds)
+        return Sink(spec)
+    return Sink.open_existing(config.collection, state_dir=config.state_dir or ".prism")
+
+
 @serve.ingress(api)
 class Ingress:
     """The ingress deployment (named `Ingress` by app.build)."""
@@ -135,7 +146,7 @@ class Ingress:
     def __init__(self, config: IngressConfig, handles: dict[str, Any]):
         self._config = config
         self._handles = handles
-        self._sink = Sink.open_existing(config.collection, url=config.qdrant_url, state_dir=config.state_dir or ".prism")
+        self._sink = open_sink(config)
         # qdrant-client's local mode is not thread-safe; a server client is, but one lock is simplest.
         self._sink_lock = threading.Lock()
 
