@@ -246,6 +246,12 @@ def test_deploy_failed_is_failed_with_kuberays_message():
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "DeployFailed")]
     # Said once: the same failure again posts nothing.
     assert derive(observe(rs, old=d.status)).events == ()
+    # A new cluster's application failing while the previous one serves: Failed, and it says so.
+    upgrade = rayservice(app="DEPLOY_FAILED", message=message, pending=True, upgrading=True)
+    upgrade["status"]["activeServiceStatus"] = rayservice(app="RUNNING", deployments=HEALTHY)["status"][
+        "activeServiceStatus"]
+    failed = derive(observe(upgrade))
+    assert failed.status.reason == "DeployFailed" and "previous cluster keeps serving" in failed.status.message
 
 
 def test_kuberay_refusing_the_rayservice_is_failed():

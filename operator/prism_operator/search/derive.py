@@ -208,8 +208,11 @@ def _live(obs: SearchObserved) -> _Draft:
     app_status = (app or {}).get("status", "")
     if app_status == "DEPLOY_FAILED" and _current(obs) and not actions:
         detail = "; ".join(x for x in ((app or {}).get("message", ""), _failed_deployments(app)) if x)
+        serving = (application(rs, pending_first=False) or {}).get("status") == "RUNNING" and app is not (
+            application(rs, pending_first=False))
         return _Draft(ServicePhase.FAILED, "DeployFailed",
-                      _clip("the Serve application failed to deploy" + (f": {detail}" if detail else "")))
+                      _clip("the Serve application failed to deploy" + (f": {detail}" if detail else "")
+                            + (" (the previous cluster keeps serving the previous spec)" if serving else "")))
 
     draft = _Draft(ServicePhase.DEPLOYING, "Deploying", actions=actions)
     upgrading = _condition(rs, "UpgradeInProgress").get("status") == "True"
