@@ -382,7 +382,10 @@ class Cluster(PrismModel):
     existing: str = Field(
         default="", max_length=63, pattern=r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$",
         description="Name of an existing RayCluster (same namespace) to run on; the job then owns "
-        "only its RayJobs. Empty: create a RayCluster for this job.",
+        "only its RayJobs. Empty: create a RayCluster for this job. A RayService's cluster (a "
+        "SearchService's) is replaced by KubeRay whenever the RayService's cluster spec changes, which "
+        "kills the batch jobs on it: such a cluster is refused unless the job carries the annotation "
+        "prism.dev/run-on-rayservice-cluster: \"true\".",
     )
     ray_version: str = Field(default="2.60.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
                             description="Ray version of the image.")
