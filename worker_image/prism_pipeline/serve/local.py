@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,12 +106,19 @@ def serve_locally(args: ServeAppArgs, *, host: str = "127.0.0.1", port: int = 80
                     args = with_replicas(args, replicas)
                 except ValueError as err:  # no such collection
                     raise ServeStartError(str(err)) from err
+            app = build_app(args)  # before Ray starts: a model version mismatch fails at once
             own_ray = start_ray(args, verbose=verbose)
             interrupts.install()
-            running = _deploy(args, host=host, port=port, app_name=app_name, start_timeout_s=start_timeout_s)
+            running = _deploy(app, args, host=host, port=port, app_name=app_name, start_timeout_s=start_timeout_s)
             record_path = write_record(records, running.record)
         except ServeStartError as err:
             print(f"prism serve: {err}", file=sys.stderr)
+            return EXIT_FAILED
+        except Exception as err:  # a bug, or Ray/Serve failing in a way not foreseen: one line unless -v
+            if verbose:
+                traceback.print_exc()
+            print(f"prism serve: cannot start the service: {type(err).__name__}: {_one_line(err)}"
+                  + ("" if verbose else "; rerun with -v for the traceback"), file=sys.stderr)
             return EXIT_FAILED
         if on_ready:
             on_ready(running)
@@ -183,23 +191,27 @@ def local_cpus(args: ServeAppArgs) -> int:
     return int(max(os.cpu_count() or 1, listed + 2 + 2) + 0.999)
 
 
-def _deploy(args: ServeAppArgs, *, host: str, port: int, app_name: str, start_timeout_s: float) -> Running:
+def build_app(args: ServeAppArgs) -> Any:
+    """The bound application (serve.app.build); it reads the collection's record and checks each
+    model's version on this machine, which needs no Ray. ServeStartError with the builder's message."""
+    from prism_pipeline.serve.app import build
+
+    try:
+        return build(args.to_wire())
+    except Exception as err:  # the builder's checks: the collection, its recorded models and versions
+        raise ServeStartError(f"cannot serve collection {args.collection!r}: {_one_line(err, 2000)}") from err
+    finally:
+        _release_store(args)  # the builder read the collection's record; the ingress replica opens the store
+
+
+def _deploy(app: Any, args: ServeAppArgs, *, host: str, port: int, app_name: str, start_timeout_s: float) -> Running:
     """Start Serve's HTTP proxy on host:port, deploy the application and wait, bounded, until it runs
     and GET /info answers through the proxy."""
     from ray import serve
 
-    from prism_pipeline.serve.app import build
-
     if not logging.getLogger().isEnabledFor(logging.INFO):  # without -v: no "Started Serve ..." lines
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(http_options={"host": host, "port": port})
-    try:
-        app = build(args.to_wire())
-    except Exception as err:  # the builder checks the collection and its recorded models
-        raise ServeStartError(f"cannot build the application for collection {args.collection!r}: "
-                              f"{type(err).__name__}: {_one_line(err)}") from err
-    finally:
-        _release_store(args)  # the builder may have read the collection's record; the ingress opens it next
     serve.run_many([serve.RunTarget(app, name=app_name, route_prefix="/")], wait_for_applications_running=False)
     _wait_running(app_name, start_timeout_s)
     url = f"http://{_url_host(host)}:{port}"
