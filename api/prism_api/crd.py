@@ -410,6 +410,12 @@ def _add_search_rules(spec: dict[str, Any]) -> None:
         "rule": "self.min <= self.max",
         "message": "replicas.min must be <= replicas.max",
     }]
+    props["deployments"]["items"]["x-kubernetes-validations"] = [{
+        "rule": "self.maxBatchSize <= self.maxOngoingRequests",
+        "message": "maxBatchSize must be <= maxOngoingRequests: a replica never holds more requests than "
+                   "maxOngoingRequests, so a larger batch never fills and every batch waits batchWaitTimeoutMs",
+        "fieldPath": ".maxBatchSize",
+    }]
     group = props["cluster"]["properties"]["workerGroups"]["items"]
     group["x-kubernetes-validations"] = [dict(_WORKER_GROUP_RULE)]
 

@@ -96,6 +96,15 @@ class ServeDeployment(PrismModel):
                                        description="How long a batch waits to fill before it runs.")
     resources: ServeResources = Field(default_factory=ServeResources, description=ServeResources.__doc__)
 
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServeDeployment:
+        if self.max_batch_size > self.max_ongoing_requests:
+            raise PydanticCustomError(
+                "batch_over_requests", "maxBatchSize ({batch}) must be <= maxOngoingRequests ({ongoing}): a replica "
+                "never holds more requests than maxOngoingRequests, so a larger batch never fills and every batch "
+                "waits batchWaitTimeoutMs", {"batch": self.max_batch_size, "ongoing": self.max_ongoing_requests})
+        return self
+
 
 def _deployments_unique(deployments: list[ServeDeployment]) -> list[ServeDeployment]:
     names = [d.extractor for d in deployments]

@@ -60,7 +60,7 @@ MANIFEST = {
         "qdrant": {"url": "http://qdrant.qdrant:6333", "apiKeySecretRef": {"name": "qdrant", "key": "api-key"}},
         "deployments": [
             {"extractor": "text", "replicas": {"min": 1, "max": 4}, "targetOngoingRequests": 4,
-             "maxBatchSize": 32, "resources": {"cpu": 1, "memory": "2Gi"}},
+             "maxOngoingRequests": 32, "maxBatchSize": 32, "resources": {"cpu": 1, "memory": "2Gi"}},
             {"extractor": "image", "replicas": {"min": 1, "max": 2}, "resources": {"cpu": 1, "gpu": 0.5}},
         ],
         "cluster": {"workerGroups": [{"name": "cpu", "cpu": "4", "memory": "16Gi", "minReplicas": 1,
@@ -94,7 +94,7 @@ SAMPLES: list[PrismModel] = [
     ReplicaBounds(min=2, max=5),
     ServeResources(cpu=0.5, gpu=0.25, memory="3Gi"),
     ServeDeployment(extractor="text", replicas=ReplicaBounds(min=1, max=8), target_ongoing_requests=3.5,
-                    max_ongoing_requests=40, max_batch_size=64, batch_wait_timeout_ms=0,
+                    max_ongoing_requests=80, max_batch_size=64, batch_wait_timeout_ms=0,
                     resources=ServeResources(cpu=2, gpu=1)),
     ServeAppArgs(collection="campaign", qdrant_url="https://qdrant.example:6333", timeout_seconds=5,
                  deployments=[ServeDeployment(extractor="text")]),
@@ -370,6 +370,8 @@ def test_the_servers_defaults_are_the_models():
     ({"cluster": {"workerGroups": [{"name": "cpu"}, {"name": "cpu"}]}},
      'spec.cluster.workerGroups[1]: Duplicate value: {"name": "cpu"}'),
     ({"deployments": [{"extractor": "text", "maxBatchSize": 0}]}, "spec.deployments[0].maxBatchSize"),
+    ({"deployments": [{"extractor": "text", "maxBatchSize": 32, "maxOngoingRequests": 16}]},
+     "spec.deployments[0].maxBatchSize: maxBatchSize must be <= maxOngoingRequests"),
     ({"qdrant": {"url": "ftp://q"}}, "spec.qdrant.url"),
 ])
 def test_the_crd_refuses_what_the_model_refuses(change, says):
