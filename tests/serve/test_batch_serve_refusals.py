@@ -48,3 +48,18 @@ def test_a_batch_is_split_into_at_most_max_in_flight_requests_in_order():
     assert split(list(range(10)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
     assert split([1, 2], 4) == [[1], [2]]
     assert split([], 4) == []
+
+
+def test_a_deployment_running_other_options_is_refused():
+    """The deployment reports the options it runs (the collection's record); options change vectors, so a
+    job whose extractor has other options is refused, and one with the same options is not."""
+    from prism_api import ExtractorSpec
+    from prism_pipeline.extractors import build
+    from prism_pipeline.serve_backed import mismatch
+
+    extractor = build(ExtractorSpec(name="text", kind="text-embedding", options={"normalize": False},
+                                    serve={"deployment": "text"}))
+    served = {"extractor": "text", "kind": "text-embedding", "model": None, "version": extractor.version}
+    assert mismatch(extractor, {**served, "options": {"normalize": False}}) is None
+    problem = mismatch(extractor, {**served, "options": {}})
+    assert problem and "options {}" in problem and "'normalize': False" in problem

@@ -184,7 +184,7 @@ class Ingress:
     async def info(self) -> ServiceInfo:
         """The collection and, per deployment, the model version its replicas loaded."""
         loaded = await asyncio.gather(*(self._handles[m.extractor].info.remote() for m in self._config.models))
-        return ServiceInfo(collection=self._config.collection, models=[ServedModel(**d) for d in loaded])
+        return ServiceInfo(collection=self._config.collection, models=[ServedModel(**{k: v for k, v in d.items() if k in ServedModel.model_fields}) for d in loaded])
 
     # -- helpers -----------------------------------------------------------------------------------
 

@@ -132,8 +132,9 @@ class ModelDeployment:
             method.set_batch_wait_timeout_s(wait)
 
     def info(self) -> dict[str, Any]:
-        """ServedModel's fields: the extractor and the model version this replica loaded."""
-        return served_model(self._recorded).model_dump(mode="json")
+        """ServedModel's fields (the extractor and the model version this replica loaded) and the recorded
+        `options` it runs with, which a Serve-backed batch stage compares with its own (they change vectors)."""
+        return {**served_model(self._recorded).model_dump(mode="json"), "options": self._recorded.get("options") or {}}
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S)
     async def embed_texts(self, texts: list[str]) -> list[list[float]]:
