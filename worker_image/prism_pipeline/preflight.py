@@ -82,7 +82,8 @@ def _served(spec: ExtractionJobSpec) -> list[Finding]:
                     f"names Serve deployment {e.serve.app}/{e.serve.deployment}, which only a running Ray cluster "
                     "serves, but RAY_ADDRESS is not set (`prism run` would start a Ray of its own, without it); "
                     "set RAY_ADDRESS to the Ray cluster running the service (`prism serve` prints it and records it in "
-                    "<state dir>/serve/<collection>.json; a SearchService's cluster on Kubernetes), or remove serve "
+                    "<state dir>/serve/<collection>.json; with a local Ray also set RAY_AUTH_MODE=token; a "
+                    "SearchService's cluster on Kubernetes), or remove serve "
                     "to load the model in the job")
             for i, e in enumerate(spec.extractors) if e.serve is not None]
 

@@ -50,8 +50,8 @@ def embedded_client(state_dir: str | Path):
                 _CLIENTS[path] = QdrantClient(path=path)
             except RuntimeError as err:  # portalocker: "Storage folder ... is already accessed"
                 raise StoreBusyError(f"the embedded Qdrant store {path} is open in another process "
-                                     f"(another `prism run` or `prism search`?); wait for it or use "
-                                     f"--state-dir ({err})") from err
+                                     f"(another `prism run`, `prism search`, or a `prism serve` serving it, which "
+                                     f"holds the store until stopped); wait for it or use --state-dir ({err})") from err
         return _CLIENTS[path]
 
 
