@@ -24,6 +24,7 @@ from prism_api import ExtractionJob, ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
 from prism_api.outcome import Outcome, OutcomeReport
 from prism_api.progress_report import MAX_FAILURE_SAMPLES
+from prism_pipeline.interrupts import Interrupts, say
 
 log = logging.getLogger("prism")
 
@@ -237,7 +238,7 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | N
     once with the same status, after killing this run's Ray processes (best effort)."""
     from prism_pipeline.pipeline import Stopped
 
-    interrupts = _Interrupts()
+    interrupts = Interrupts("prism", _stop_run)
     interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
     own_ray = True  # stop Ray afterwards unless this process was already connected (a test's session)
     try:
@@ -262,43 +263,14 @@ def run_locally(job: ExtractionJob, *, verbose: bool = False, started: float | N
         interrupts.restore()
 
 
-class _Interrupts:
-    """SIGINT and SIGTERM for `prism run`: the first raises pipeline.Stopped in the main thread (the
-    pipeline turns it into a summary of what finished), the next kills Ray and exits at once."""
+def _stop_run(signum: int) -> None:
+    """The first SIGINT/SIGTERM of `prism run`: pipeline.Stopped in the main thread (the pipeline turns it
+    into a summary of what finished)."""
+    from prism_pipeline.pipeline import Stopped
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.first: int | None = None
-        self.shutting_down = False
-        self._saved: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            previous = signal.signal(sig, self._handle)
-            self._saved.setdefault(sig, previous)
-
-    def restore(self) -> None:
-        for sig, previous in self._saved.items():
-            signal.signal(sig, previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        from prism_pipeline.pipeline import Stopped
-
-        if self.first is not None or self.shutting_down:
-            _say(f"prism: {signal.Signals(signum).name} again: stopping Ray and exiting now\n")
-            _kill_ray()
-            os._exit(128 + (self.first or signum))
-        self.first = signum
-        _say(f"prism: {signal.Signals(signum).name}: stopping; the summary of what finished follows "
-             "(press Ctrl-C again to quit at once)\n")
-        raise Stopped(f"interrupted by {signal.Signals(signum).name}", signum)
-
-
-def _say(text: str) -> None:
-    """Write from a signal handler: straight to fd 2 (print could re-enter a buffered write)."""
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode())
+    say(f"prism: {signal.Signals(signum).name}: stopping; the summary of what finished follows "
+        "(press Ctrl-C again to quit at once)\n")
+    raise Stopped(f"interrupted by {signal.Signals(signum).name}", signum)
 
 
 def stop_ray() -> None:

@@ -40,6 +40,7 @@ from prism_api.search_service import (
     ServiceInfo,
     local_service_path,
 )
+from prism_pipeline.interrupts import Interrupts, say
 
 log = logging.getLogger("prism.serve")
 
@@ -94,7 +95,7 @@ def serve_locally(args: ServeAppArgs, *, host: str = "127.0.0.1", port: int = 80
     stopped, 1 when the service could not start or its application went away (the reason on stderr).
     """
     records = Path(state_dir if state_dir is not None else args.state_dir or ".prism")
-    interrupts = _Interrupts()
+    interrupts = Interrupts("prism serve", _stop_serving)
     interrupts.install()  # ray.init replaces the SIGTERM handler: installed again once Ray is up
     own_ray, record_path = False, None
     try:
@@ -124,7 +125,7 @@ def serve_locally(args: ServeAppArgs, *, host: str = "127.0.0.1", port: int = 80
             on_ready(running)
         return _watch(app_name)
     except ServeStopped as stop:
-        _say(f"prism serve: {signal.Signals(stop.signum).name}: shutting the service down\n")
+        say(f"prism serve: {signal.Signals(stop.signum).name}: shutting the service down\n")
         return 128 + stop.signum
     finally:
         interrupts.shutting_down = True
@@ -401,37 +402,6 @@ def _one_line(err: Any, limit: int = 500) -> str:
 
 # ---- Signals ------------------------------------------------------------------------------------------
 
-class _Interrupts:
-    """SIGINT and SIGTERM: the first raises ServeStopped in the main thread (shutdown follows), the
-    next kills this process's Ray and exits at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.first: int | None = None
-        self.shutting_down = False
-        self._saved: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            previous = signal.signal(sig, self._handle)
-            self._saved.setdefault(sig, previous)
-
-    def restore(self) -> None:
-        for sig, previous in self._saved.items():
-            signal.signal(sig, previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        from prism_pipeline.runner import _kill_ray
-
-        if self.first is not None or self.shutting_down:
-            _say(f"prism serve: {signal.Signals(signum).name} again: stopping Ray and exiting now\n")
-            _kill_ray()
-            os._exit(128 + (self.first or signum))
-        self.first = signum
-        raise ServeStopped(signum)
-
-
-def _say(text: str) -> None:
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode())
+def _stop_serving(signum: int) -> None:
+    """The first SIGINT/SIGTERM of `prism serve`: ServeStopped in the main thread (shutdown follows)."""
+    raise ServeStopped(signum)
