@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .conventions import FILES_COLLECTION_SUFFIX, PRISM_MARK
-from .fields import PrismModel, Quantity, check_object_name, coerce_quantity
+from .fields import PrismModel, Quantity, check_object_name, coerce_quantity, quantity_value
 from .job import ObjectMeta
 from .job_spec import COLLECTION_NAME, EXTRACTOR_NAME, HeadGroup, SecretKeyRef, WorkerGroup
 from .job_status import Condition
@@ -95,6 +95,25 @@ class ServeDeployment(PrismModel):
     batch_wait_timeout_ms: int = Field(default=5, ge=0, le=10_000,
                                        description="How long a batch waits to fill before it runs.")
     resources: ServeResources = Field(default_factory=ServeResources, description=ServeResources.__doc__)
+
+    def serve_options(self) -> dict[str, Any]:
+        """The deployment's options in Ray Serve's own names, as the application sets them and as the
+        RayService's serveConfigV2 `deployments[]` shows them: named after its extractor, autoscaling
+        bounds (min = max: a fixed count), the in-flight cap, the replica's resources (never the `batch`
+        resource) and the batching knobs as user_config (Serve changes them in place, without a restart)."""
+        res = self.resources
+        actor: dict[str, Any] = {"num_cpus": res.cpu, "num_gpus": res.gpu}
+        if res.memory is not None:
+            actor["memory"] = int(quantity_value(res.memory))
+        return {
+            "name": self.extractor,
+            "autoscaling_config": {"min_replicas": self.replicas.min, "max_replicas": self.replicas.max,
+                                   "target_ongoing_requests": self.target_ongoing_requests},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": actor,
+            "user_config": {"max_batch_size": self.max_batch_size,
+                            "batch_wait_timeout_s": self.batch_wait_timeout_ms / 1000},
+        }
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServeDeployment:

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from ray import serve
 
 from prism_api.errors import format_validation_error
-from prism_api.fields import quantity_value
 from prism_api.search_service import ServeAppArgs, ServeDeployment
 from prism_pipeline.search import SearchError, collection_meta, open_collection
 
@@ -63,21 +62,8 @@ def read_record(args: ServeAppArgs) -> list[dict[str, Any]]:
 
 
 def deployment_options(settings: ServeDeployment) -> dict[str, Any]:
-    """Serve options of one model deployment: autoscaling bounds, in-flight cap, replica resources
-    (never `batch`) and the batching knobs as user_config (changed in place, without a restart)."""
-    res = settings.resources
-    actor: dict[str, Any] = {"num_cpus": res.cpu, "num_gpus": res.gpu}
-    if res.memory is not None:
-        actor["memory"] = int(quantity_value(res.memory))
-    return {
-        "name": settings.extractor,
-        "autoscaling_config": {"min_replicas": settings.replicas.min, "max_replicas": settings.replicas.max,
-                               "target_ongoing_requests": settings.target_ongoing_requests},
-        "max_ongoing_requests": settings.max_ongoing_requests,
-        "ray_actor_options": actor,
-        "user_config": {"max_batch_size": settings.max_batch_size,
-                        "batch_wait_timeout_s": settings.batch_wait_timeout_ms / 1000},
-    }
+    """Serve options of one model deployment (ServeDeployment.serve_options: the RayService shows the same)."""
+    return settings.serve_options()
 
 
 def ingress_options(args: ServeAppArgs) -> dict[str, Any]:
