@@ -416,8 +416,8 @@ def _add_search_rules(spec: dict[str, Any]) -> None:
                    "maxOngoingRequests, so a larger batch never fills and every batch waits batchWaitTimeoutMs",
         "fieldPath": ".maxBatchSize",
     }]
-    group = props["cluster"]["properties"]["workerGroups"]["items"]
-    group["x-kubernetes-validations"] = [dict(_WORKER_GROUP_RULE)]
+    for groups in ("workerGroups", "batchWorkerGroups"):
+        props["cluster"]["properties"][groups]["items"]["x-kubernetes-validations"] = [dict(_WORKER_GROUP_RULE)]
 
 
 def build_search_crd() -> dict[str, Any]:

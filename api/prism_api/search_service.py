@@ -203,8 +203,21 @@ class ServeCluster(PrismModel):
     worker_groups: list[WorkerGroup] = Field(
         default_factory=lambda: [WorkerGroup(name="serve", cpu="2", memory="8Gi", minReplicas=1, maxReplicas=2)],
         min_length=1, max_length=16,
-        description="Worker groups for the replicas; GPU deployments need a group with gpus > 0.",
+        description="Worker groups for the replicas; GPU deployments need a group with gpus > 0. They never "
+        "advertise the batch resource, so no batch stage runs on them.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    batch_worker_groups: list[WorkerGroup] = Field(
+        default_factory=list, max_length=16,
+        description="Worker groups for batch jobs on this cluster (ExtractionJobs with cluster.existing, e.g. "
+        "with Serve-backed extractors): each advertises {batch: batchResource}, which every batch stage asks "
+        "for, so batch stages run only on these. Empty: no batch job can run here. Names must differ from "
+        "workerGroups'.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    batch_resource: int = Field(
+        default=1, ge=1, le=1024,
+        description="The batch resource each batch worker advertises (as an ExtractionJob's cluster.batchResource).",
     )
 
 
@@ -214,10 +227,12 @@ def _service_rule_errors(spec: SearchServiceSpec) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     groups = spec.cluster.worker_groups
     seen: set[str] = set()
-    for i, g in enumerate(groups):
-        where = f"cluster.workerGroups[{i}]"
+    listed = [("workerGroups", i, g) for i, g in enumerate(groups)]
+    listed += [("batchWorkerGroups", i, g) for i, g in enumerate(spec.cluster.batch_worker_groups)]
+    for field, i, g in listed:  # one RayCluster: every group name once, over both lists
+        where = f"cluster.{field}[{i}]"
         if g.name in seen:
-            errors.append((f"{where}.name", f"must be unique (got {g.name!r})"))
+            errors.append((f"{where}.name", f"must be unique over workerGroups and batchWorkerGroups (got {g.name!r})"))
         seen.add(g.name)
         if g.min_replicas > g.max_replicas:
             errors.append((f"{where}.minReplicas", f"must be <= maxReplicas (got {g.min_replicas} > {g.max_replicas})"))
@@ -293,6 +308,10 @@ class SearchServiceStatus(PrismModel):
     conditions: list[Condition] = Field(default_factory=list, max_length=16,
                                         description="kstatus conditions: " + ", ".join(SERVICE_CONDITION_TYPES) + ".")
     ray_service: str | None = Field(default=None, max_length=63, description="The RayService.")
+    ray_cluster: str | None = Field(
+        default=None, max_length=63,
+        description="The RayCluster serving now (KubeRay's `<name>-<5 random>`, renamed each time it replaces "
+        "the cluster): what an ExtractionJob's cluster.existing names to run beside the service.")
     endpoint: str | None = Field(default=None, max_length=512,
                                  description="The HTTP endpoint in the cluster (POST /search, POST /embed).")
     ready_replicas: int = Field(default=0, ge=0, description="Serve replicas running, over all deployments.")

@@ -20,7 +20,7 @@ from .cron.runs import run_from
 from .cron.schedule_check import reconcile_cron
 from .k8s_api import RAY_GROUP, RAY_VERSION, RAYSERVICES, KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
-from .search.reconcile import SearchMemory, SearchReconciler
+from .search.service_reconcile import SearchMemory, SearchReconciler
 from .settings import OperatorConfig, configure_kopf
 from .status.cleanup import cleanup_pending
 from .status.derive import SUSPENDED

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from prism_api import parse_job
+from prism_api import SpecError, parse_job
 from prism_api.search_service import (
     SERVE_APP_NAME,
     SERVE_IMPORT_PATH,
@@ -33,7 +33,7 @@ from prism_operator.builders.rayservice import (
     ray_service_patch,
 )
 from prism_operator.reconcile import rayservice_cluster_refusal
-from prism_operator.search.derive import (
+from prism_operator.search.service_status import (
     CreateRayService,
     PatchRayService,
     Probe,
@@ -93,7 +93,7 @@ def test_the_rayservice_is_owned_labelled_and_runs_the_application_with_the_spec
     assert (app["name"], app["import_path"], app["route_prefix"]) == (SERVE_APP_NAME, SERVE_IMPORT_PATH, "/")
     assert app["args"] == service.spec.app_args().to_wire()
     text, image = app["deployments"]
-    assert text == {"name": "text", "max_ongoing_requests": 16,
+    assert text == {"name": "text", "max_ongoing_requests": 32,
                     "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4.0},
                     "ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.0, "memory": 2 * 2**30},
                     "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}}
@@ -133,6 +133,21 @@ def test_the_cluster_has_a_zero_cpu_head_no_batch_resource_and_the_api_key_by_re
     rs = build_ray_service(parsed())
     assert "batch" not in all_keys_and_values(rs["spec"]["rayClusterConfig"])
     assert "batch" not in all_keys_and_values(yaml.safe_load(rs["spec"]["serveConfigV2"]))
+
+
+def test_batch_worker_groups_advertise_batch_and_the_replicas_groups_never_do():
+    cluster = {"workerGroups": [{"name": "serve", "cpu": "2", "memory": "8Gi", "minReplicas": 1, "maxReplicas": 2}],
+               "batchWorkerGroups": [{"name": "batch", "cpu": "8", "memory": "32Gi", "minReplicas": 0,
+                                      "maxReplicas": 6}],
+               "batchResource": 3}
+    rs = build_ray_service(parsed(cluster=cluster, deployments=[]))
+    groups = {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    assert "resources" not in groups["serve"] and groups["batch"]["resources"] == {"batch": "3"}
+    assert (groups["batch"]["minReplicas"], groups["batch"]["maxReplicas"]) == (0, 6)
+    assert "batch" not in all_keys_and_values(yaml.safe_load(rs["spec"]["serveConfigV2"]))
+    assert schema_errors(rs) == []
+    with pytest.raises(SpecError, match=r"batchWorkerGroups\[0\].name: must be unique"):
+        parse_search_service(manifest(cluster={**cluster, "batchWorkerGroups": [{"name": "serve"}]}))
 
 
 @pytest.mark.parametrize("changes", [{}, {"deployments": []},
@@ -210,6 +225,8 @@ def test_deploying_until_the_application_runs_healthy_with_endpoints(rs, reason)
     assert d.actions == () and d.wants_probe == ""
     assert d.status.endpoint == f"http://docs-search-serve-svc.{NAMESPACE}.svc:8000"
     assert d.status.ray_service == "docs-search"
+    # The cluster serving now, for an ExtractionJob's cluster.existing (KubeRay renames it on replacement).
+    assert d.status.ray_cluster == ("docs-search-abcde" if rs["status"]["activeServiceStatus"] else None)
 
 
 def test_ready_reads_the_application_once_for_its_state_and_keeps_what_it_read():

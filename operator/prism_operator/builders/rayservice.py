@@ -4,8 +4,9 @@ ServeAppArgs) on a RayCluster it creates and names `<name>-<5 random>`, and fron
 
 The cluster is built as an ExtractionJob's RayCluster is (builders/raycluster.py): a zero-CPU head that
 only schedules (Serve's controller and proxies need no CPU), autoscaled worker groups, Secrets by
-reference. Unlike a batch cluster's, no worker group advertises the `batch` resource and no replica asks
-for it: a batch job's stages can never land on the Serve replicas' CPUs or GPUs.
+reference. The replicas' worker groups never advertise the `batch` resource and no replica asks for it, so
+a batch job's stages never land on them; `batchWorkerGroups` (if any) advertise it, for ExtractionJobs run
+on this cluster (cluster.existing), e.g. with Serve-backed extractors.
 
 `serveConfigV2` (a YAML string, as KubeRay wants it) holds one application; the per-deployment settings
 travel in its `args` (the application applies them) and are mirrored in `deployments[]` so Serve's own
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import yaml
 
-from prism_api.conventions import DOMAIN, ENV_QDRANT_API_KEY, MANAGED_BY
-from prism_api.fields import quantity_value
+from prism_api.conventions import BATCH_RESOURCE, DOMAIN, ENV_QDRANT_API_KEY, MANAGED_BY
 from prism_api.search_service import (
     SEARCH_KIND,
     SERVE_APP_NAME,
@@ -83,23 +83,9 @@ def owner_reference(service: SearchService) -> dict:
 
 
 def deployment_override(deployment: ServeDeployment) -> dict:
-    """One deployment's entry in serveConfigV2 `deployments[]`, in Serve's own names and equal to the
-    options the application gives it (prism_pipeline.serve.app.deployment_options): the deployment is
-    named after its extractor (the vector name); autoscaling bounds (min = max: a fixed count); the
-    batching knobs as user_config (Serve changes them in place); never the `batch` resource."""
-    resources = deployment.resources
-    actor: dict = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
-    if resources.memory is not None:
-        actor["memory"] = int(quantity_value(resources.memory))
-    return {
-        "name": deployment.extractor,
-        "autoscaling_config": {"min_replicas": deployment.replicas.min, "max_replicas": deployment.replicas.max,
-                               "target_ongoing_requests": deployment.target_ongoing_requests},
-        "max_ongoing_requests": deployment.max_ongoing_requests,
-        "ray_actor_options": actor,
-        "user_config": {"max_batch_size": deployment.max_batch_size,
-                        "batch_wait_timeout_s": deployment.batch_wait_timeout_ms / 1000},
-    }
+    """One deployment's entry in serveConfigV2 `deployments[]`: the options the application gives it
+    (ServeDeployment.serve_options), so Serve's config and `kubectl get rayservice -o yaml` show them."""
+    return deployment.serve_options()
 
 
 def serve_config(service: SearchService) -> dict:
@@ -141,6 +127,20 @@ def ray_cluster_config(service: SearchService) -> dict:
             "maxReplicas": group.max_replicas,
             # No `batch` here (group resources or rayStartParams): batch stages never fit on these pods.
             "rayStartParams": {},
+            "template": {"metadata": {"labels": labels}, "spec": worker_pod_spec(group, worker)},
+        })
+    for group in cluster.batch_worker_groups:
+        worker = container(WORKER_CONTAINER, cluster.image, cluster.image_pull_policy, group.cpu, group.memory,
+                           gpus=group.gpus, env=env)
+        workers.append({
+            "groupName": group.name,
+            "replicas": group.min_replicas,
+            "minReplicas": group.min_replicas,
+            "maxReplicas": group.max_replicas,
+            "rayStartParams": {},
+            # Batch jobs' groups (as an ExtractionJob's RayCluster's): every batch stage asks for a share of
+            # `batch`, so batch stages run only here.
+            "resources": {BATCH_RESOURCE: str(cluster.batch_resource)},
             "template": {"metadata": {"labels": labels}, "spec": worker_pod_spec(group, worker)},
         })
     return {

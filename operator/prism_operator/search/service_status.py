@@ -283,6 +283,7 @@ def _finish(obs: SearchObserved, draft: _Draft) -> SearchDecision:
         observed_generation=obs.generation,
         conditions=merge_conditions(old.conditions, wanted, obs.now, obs.generation),
         ray_service=obs.name if exists else old.ray_service,
+        ray_cluster=_active_cluster(obs.rayservice) or (old.ray_cluster if exists else None),
         endpoint=endpoint(obs.name, obs.namespace) if exists else old.endpoint,
         ready_replicas=_replicas(obs, draft, key),
         models=_models(obs, draft, key),
@@ -297,3 +298,10 @@ def _finish(obs: SearchObserved, draft: _Draft) -> SearchDecision:
            or (not probe.complete and (obs.now - probe.at).total_seconds() >= PROBE_RETRY_SECONDS))
     wants = key if phase == ServicePhase.READY and due else ""
     return SearchDecision(status, tuple(draft.actions), tuple(events), wants_probe=wants)
+
+
+def _active_cluster(rayservice: dict | None) -> str | None:
+    """The RayCluster serving now: KubeRay's activeServiceStatus.rayClusterName."""
+    status = (rayservice or {}).get("status") or {}
+    name = (status.get("activeServiceStatus") or {}).get("rayClusterName")
+    return name if isinstance(name, str) and name else None

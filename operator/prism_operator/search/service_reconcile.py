@@ -30,8 +30,8 @@ from ..dashboard_client import dashboard_url
 from ..k8s_api import KubeApi, KubeApiError, NamespaceTerminating
 from ..settings import OperatorConfig
 from ..status.patch import merge_patch
-from .derive import CreateRayService, PatchRayService, Probe, SearchObserved, derive
 from .serve_client import read_info, read_replicas, serve_url
+from .service_status import CreateRayService, PatchRayService, Probe, SearchObserved, derive
 
 log = logging.getLogger(__name__)
 MANIFEST_KEYS = ("apiVersion", "kind", "metadata", "spec")
