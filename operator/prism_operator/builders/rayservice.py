@@ -18,12 +18,14 @@ from __future__ import annotations
 import yaml
 
 from prism_api.conventions import BATCH_RESOURCE, DOMAIN, ENV_QDRANT_API_KEY, MANAGED_BY
+from prism_api.job_spec import WorkerGroup
 from prism_api.search_service import (
     SEARCH_KIND,
     SERVE_APP_NAME,
     SERVE_HTTP_PORT,
     SERVE_IMPORT_PATH,
     SearchService,
+    ServeCluster,
     ServeDeployment,
 )
 
@@ -110,39 +112,34 @@ def secret_env(service: SearchService) -> list[dict]:
     return [{"name": ENV_QDRANT_API_KEY, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
 
 
+def _worker_group(cluster: ServeCluster, group: WorkerGroup, env: list[dict], labels: dict[str, str],
+                  batch: int | None) -> dict:
+    worker = container(WORKER_CONTAINER, cluster.image, cluster.image_pull_policy, group.cpu, group.memory,
+                       gpus=group.gpus, env=env)
+    spec = {
+        "groupName": group.name,
+        "replicas": group.min_replicas,
+        "minReplicas": group.min_replicas,
+        "maxReplicas": group.max_replicas,
+        "rayStartParams": {},
+        "template": {"metadata": {"labels": labels}, "spec": worker_pod_spec(group, worker)},
+    }
+    if batch is not None:
+        spec["resources"] = {BATCH_RESOURCE: str(batch)}
+    return spec
+
+
 def ray_cluster_config(service: SearchService) -> dict:
     cluster = service.spec.cluster
     env = secret_env(service)
     labels = {SEARCH_LABEL: service.metadata.name}
     head = container(HEAD_CONTAINER, cluster.image, cluster.image_pull_policy, cluster.head.cpu, cluster.head.memory,
                      ports=head_ports({"name": SERVE_PORT_NAME, "containerPort": SERVE_HTTP_PORT}), env=env)
-    workers = []
-    for group in cluster.worker_groups:
-        worker = container(WORKER_CONTAINER, cluster.image, cluster.image_pull_policy, group.cpu, group.memory,
-                           gpus=group.gpus, env=env)
-        workers.append({
-            "groupName": group.name,
-            "replicas": group.min_replicas,
-            "minReplicas": group.min_replicas,
-            "maxReplicas": group.max_replicas,
-            # No `batch` here (group resources or rayStartParams): batch stages never fit on these pods.
-            "rayStartParams": {},
-            "template": {"metadata": {"labels": labels}, "spec": worker_pod_spec(group, worker)},
-        })
-    for group in cluster.batch_worker_groups:
-        worker = container(WORKER_CONTAINER, cluster.image, cluster.image_pull_policy, group.cpu, group.memory,
-                           gpus=group.gpus, env=env)
-        workers.append({
-            "groupName": group.name,
-            "replicas": group.min_replicas,
-            "minReplicas": group.min_replicas,
-            "maxReplicas": group.max_replicas,
-            "rayStartParams": {},
-            # Batch jobs' groups (as an ExtractionJob's RayCluster's): every batch stage asks for a share of
-            # `batch`, so batch stages run only here.
-            "resources": {BATCH_RESOURCE: str(cluster.batch_resource)},
-            "template": {"metadata": {"labels": labels}, "spec": worker_pod_spec(group, worker)},
-        })
+    # The replicas' groups advertise no `batch` (group resources or rayStartParams): batch stages never fit
+    # there. Batch groups (as an ExtractionJob's RayCluster's) do: every batch stage asks for a share of it.
+    workers = [_worker_group(cluster, group, env, labels, batch=None) for group in cluster.worker_groups]
+    workers += [_worker_group(cluster, group, env, labels, batch=cluster.batch_resource)
+                for group in cluster.batch_worker_groups]
     return {
         "rayVersion": cluster.ray_version,
         "enableInTreeAutoscaling": True,
