@@ -45,6 +45,8 @@ from prism_api.search_service import (
 )
 from prism_cli.cmd_crd import render
 from tests.spec.crd_check import admit, apply_defaults, root_schema, schema_errors
+from tests.spec.crd_check import schema_dicts as _nodes
+from tests.spec.crd_check import schema_nodes as _walk
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "searchservice.yaml"
@@ -281,26 +283,6 @@ def test_printer_columns_point_at_real_fields():
                 break
             assert part in node.get("properties", {}), column
             node = node["properties"][part]
-
-
-def _walk(node, path="$"):
-    yield path, node
-    for name, sub in (node.get("properties") or {}).items():
-        yield from _walk(sub, f"{path}.{name}")
-    if isinstance(node.get("items"), dict):
-        yield from _walk(node["items"], f"{path}[]")
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from _walk(node["additionalProperties"], f"{path}{{}}")
-
-
-def _nodes(node, path="$"):
-    if isinstance(node, dict):
-        yield path, node
-        for key, sub in node.items():
-            yield from _nodes(sub, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, sub in enumerate(node):
-            yield from _nodes(sub, f"{path}[{i}]")
 
 
 def test_schema_is_structural():

@@ -255,3 +255,26 @@ def admit(obj: dict, old: dict | None = None, crd: dict | None = None, *, strict
         return errors
     prior = apply_defaults(schema, prune(old, crd)[0]) if old is not None else None
     return cel_violations(schema, new, prior)
+
+
+def schema_nodes(node, path="$"):
+    """(path, schema) for a schema and every schema under it through properties, items and
+    additionalProperties."""
+    yield path, node
+    for name, sub in (node.get("properties") or {}).items():
+        yield from schema_nodes(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from schema_nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from schema_nodes(node["additionalProperties"], f"{path}{{}}")
+
+
+def schema_dicts(node, path="$"):
+    """(path, dict) for every dict in a schema, under any keyword (anyOf, items, ...), not only properties."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, sub in node.items():
+            yield from schema_dicts(sub, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            yield from schema_dicts(sub, f"{path}[{i}]")

@@ -15,6 +15,8 @@ from prism_api.crd import MUTABLE_SPEC_FIELDS
 from prism_cli.cmd_crd import render
 
 from .crd_check import CRD_PATH, ROOT, admit, cel_violations, load_crd, root_schema
+from .crd_check import schema_dicts as _nodes
+from .crd_check import schema_nodes as _walk
 
 
 def test_committed_crd_matches_the_models():
@@ -37,16 +39,6 @@ def test_crd_identity():
     assert columns == ["Phase", "Progress", "Files", "Points", "Age"]
 
 
-def _walk(node, path="$"):
-    yield path, node
-    for name, sub in (node.get("properties") or {}).items():
-        yield from _walk(sub, f"{path}.{name}")
-    if isinstance(node.get("items"), dict):
-        yield from _walk(node["items"], f"{path}[]")
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from _walk(node["additionalProperties"], f"{path}{{}}")
-
-
 def test_schema_is_structural():
     for path, node in _walk(root_schema(load_crd())):
         assert "$ref" not in node and "allOf" not in node and "oneOf" not in node, path
@@ -56,17 +48,6 @@ def test_schema_is_structural():
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
         else:
             assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
-
-
-def _nodes(node, path="$"):
-    """Every dict in the schema, under any keyword (anyOf, items, ...), not only properties."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, sub in node.items():
-            yield from _nodes(sub, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, sub in enumerate(node):
-            yield from _nodes(sub, f"{path}[{i}]")
 
 
 def test_only_extractor_options_preserve_unknown_fields():
