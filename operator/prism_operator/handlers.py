@@ -11,17 +11,19 @@ import aiohttp
 import kopf
 
 from prism_api import GROUP, PLURAL, VERSION, ExtractionJobStatus, Phase
+from prism_api.conventions import JOB_LABEL
 from prism_api.cron_job import CRON_LABEL, CRON_PLURAL
 from prism_api.search_service import SEARCH_PLURAL
 
 from . import operator_metrics as metrics
 from .builders.rayservice import SEARCH_LABEL
+from .child_index import ChildIndexes, slim_cluster, slim_pod, slim_ray_job
 from .cron.runs import run_from
 from .cron.schedule_check import reconcile_cron
-from .k8s_api import RAY_GROUP, RAY_VERSION, RAYSERVICES, KubeApi, load_client_config
+from .k8s_api import RAY_GROUP, RAY_VERSION, RAYCLUSTERS, RAYJOBS, RAYSERVICES, KubeApi, load_client_config
 from .reconcile import JobMemory, Reconciler, old_status
 from .search.service_reconcile import SearchMemory, SearchReconciler
-from .settings import OperatorConfig, configure_kopf
+from .settings import CLUSTER_LABEL, OperatorConfig, configure_kopf
 from .status.cleanup import cleanup_pending
 from .status.derive import SUSPENDED
 
@@ -30,6 +32,9 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 CRON_RESOURCE = (GROUP, VERSION, CRON_PLURAL)
 SEARCH_RESOURCE = (GROUP, VERSION, SEARCH_PLURAL)
 RAYSERVICE_RESOURCE = (RAY_GROUP, RAY_VERSION, RAYSERVICES)
+RAYCLUSTER_RESOURCE = (RAY_GROUP, RAY_VERSION, RAYCLUSTERS)
+RAYJOB_RESOURCE = (RAY_GROUP, RAY_VERSION, RAYJOBS)
+POD_RESOURCE = ("v1", "pods")
 # A finalizer that cannot reach the API gives up after this many tries (kopf's backoff between them),
 # then leaves the object to owner-reference garbage collection instead of blocking deletion forever.
 DELETE_RETRIES = 10
@@ -84,13 +89,14 @@ class Runtime:
         if self._metrics is not None:
             await self._metrics.cleanup()
 
-    async def reconcile(self, body: Any, patch: Any, memo: Any) -> ExtractionJobStatus:
+    async def reconcile(self, body: Any, patch: Any, memo: Any, indexes: ChildIndexes | None = None
+                        ) -> ExtractionJobStatus:
         # Handlers and the timer of one job run in one event loop: a per-job lock keeps their
         # reconciles from interleaving.
         lock = memo.setdefault("reconcile_lock", asyncio.Lock())
         memory = memo.setdefault("job", JobMemory())
         async with lock:
-            outcome = await self.reconciler.reconcile(body, patch, memory)
+            outcome = await self.reconciler.reconcile(body, patch, memory, indexes=indexes)
         memo["pending_errors"] = bool(outcome.errors)
         if outcome.errors:
             # kopf retries the handler after the backoff; the status written so far stays.
@@ -128,21 +134,45 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
     def reconciler_ready(**_: Any) -> bool:
         return runtime.reconciler is not None
 
+    # The children of every ExtractionJob, kept current by kopf's watches (child_index.py): a reconcile reads
+    # these, not the API, so an idle job costs no API request. kopf fills them before any handler runs.
+    # RayClusters: all of them (a job may run on someone else's, spec.cluster.existing). RayJobs and Pods:
+    # Prism's only, selected on the server too (settings.py, configure_kopf).
+    @kopf.index(*RAYCLUSTER_RESOURCE, id="ray_clusters", registry=registry)
+    def ray_clusters(namespace: str, name: str, body: Any, **_: Any) -> dict:
+        return {(namespace, name): slim_cluster(body)}
+
+    @kopf.index(*RAYJOB_RESOURCE, id="ray_jobs", labels={JOB_LABEL: kopf.PRESENT}, registry=registry)
+    def ray_jobs(namespace: str, name: str, body: Any, **_: Any) -> dict:
+        return {(namespace, name): slim_ray_job(body)}
+
+    @kopf.index(*POD_RESOURCE, id="cluster_pods", labels={JOB_LABEL: kopf.PRESENT, CLUSTER_LABEL: kopf.PRESENT},
+                registry=registry)
+    def cluster_pods(namespace: str, labels: Any, body: Any, **_: Any) -> dict:
+        return {(namespace, labels[CLUSTER_LABEL]): slim_pod(body)}
+
+    def children(kwargs: dict) -> ChildIndexes:
+        return ChildIndexes(kwargs["ray_clusters"], kwargs["ray_jobs"], kwargs["cluster_pods"])
+
     @kopf.on.create(*RESOURCE, id="create", registry=registry)
-    async def create_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
-        await runtime.reconcile(body, patch, memo)
+    async def create_extraction_job(body: Any, patch: Any, memo: Any, **kwargs: Any) -> None:
+        await runtime.reconcile(body, patch, memo, children(kwargs))
 
     @kopf.on.resume(*RESOURCE, id="resume", registry=registry)
-    async def resume_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
-        await runtime.reconcile(body, patch, memo)
+    async def resume_extraction_job(body: Any, patch: Any, memo: Any, **kwargs: Any) -> None:
+        await runtime.reconcile(body, patch, memo, children(kwargs))
 
     @kopf.on.update(*RESOURCE, id="update", field="spec", registry=registry)
-    async def update_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
-        await runtime.reconcile(body, patch, memo)
+    async def update_extraction_job(body: Any, patch: Any, memo: Any, **kwargs: Any) -> None:
+        await runtime.reconcile(body, patch, memo, children(kwargs))
 
+    # Every interval (10 s by default), for live jobs: with the children indexed, a tick costs no API
+    # request (one progress read from the Ray head), so a child's change shows in the status within one
+    # interval. No per-child-event wake-up: kopf cannot run another object's timer early, and writing to
+    # the ExtractionJob to wake it would cost an API write per child change.
     @kopf.timer(*RESOURCE, id="sync", interval=config.timer_interval, when=needs_timer, registry=registry)
-    async def sync_extraction_job(body: Any, patch: Any, memo: Any, **_: Any) -> None:
-        await runtime.reconcile(body, patch, memo)
+    async def sync_extraction_job(body: Any, patch: Any, memo: Any, **kwargs: Any) -> None:
+        await runtime.reconcile(body, patch, memo, children(kwargs))
 
     # Every scheduled run, by (namespace, schedule), kept current by the ExtractionJob watch: checking a
     # schedule reads this, never the API.

@@ -96,30 +96,38 @@ class KubeApi:
     async def get_ray_job(self, namespace: str, name: str) -> dict | None:
         return await self._get(RAYJOBS, namespace, name)
 
-    async def _create(self, group: str, version: str, plural: str, obj: dict, missing: str) -> bool:
-        """A custom object; False if it already exists (children's names are deterministic, so an
-        existing one is what a previous reconcile or operator instance created); `missing` explains a 404."""
+    async def _create(self, group: str, version: str, plural: str, obj: dict, missing: str) -> Any:
+        """A custom object: the created object as the server answered, or None if it already exists
+        (children's names are deterministic, so an existing one is what a previous reconcile or operator
+        instance created); `missing` explains a 404."""
         return await self._created(plural, obj, missing, self._custom.create_namespaced_custom_object,
                                    group, version, obj["metadata"]["namespace"], plural, obj)
 
-    async def _created(self, plural: str, obj: dict, missing: str, fn: Callable[..., Any], *args: Any) -> bool:
-        """Run the create call `fn(*args)`: False on 409 (it exists), NamespaceTerminating, or KubeApiError."""
+    async def _created(self, plural: str, obj: dict, missing: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run the create call `fn(*args)`: its response; None on 409 (it exists); NamespaceTerminating,
+        or KubeApiError."""
         namespace = obj["metadata"]["namespace"]
         try:
-            await self._call(f"create {plural}", fn, *args)
+            created = await self._call(f"create {plural}", fn, *args)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             if _namespace_terminating(exc):
                 raise NamespaceTerminating(namespace) from None
             raise KubeApiError(f"create {plural} {namespace}/{obj['metadata']['name']}: HTTP {exc.status}: "
                                f"{missing if exc.status == 404 and missing else _short(exc.body)}") from None
-        return True
+        return created if created is not None else obj
 
     async def create(self, obj: dict) -> bool:
         """Create a RayCluster, RayJob or RayService; False if it already exists."""
+        return await self.create_child(obj) is not None
+
+    async def create_child(self, obj: dict) -> dict | None:
+        """Create a RayCluster, RayJob or RayService: the object as the API server stored it (the truth
+        until the watch shows it), or None if it already exists."""
         plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS, "RayService": RAYSERVICES}[obj["kind"]]
-        return await self._create(RAY_GROUP, RAY_VERSION, plural, obj, "is KubeRay installed (ray.io/v1 CRDs)?")
+        created = await self._create(RAY_GROUP, RAY_VERSION, plural, obj, "is KubeRay installed (ray.io/v1 CRDs)?")
+        return None if created is None else (created if isinstance(created, dict) else obj)
 
     async def suspend_ray_cluster(self, namespace: str, name: str, suspend: bool) -> None:
         try:
@@ -168,7 +176,7 @@ class KubeApi:
     async def create_config_map(self, obj: dict) -> bool:
         """False if one of that name exists already."""
         return await self._created("configmaps", obj, "", self._core.create_namespaced_config_map,
-                                   obj["metadata"]["namespace"], obj)
+                                   obj["metadata"]["namespace"], obj) is not None
 
     async def _delete(self, plural: str, namespace: str, name: str, group: str = RAY_GROUP,
                       version: str = RAY_VERSION) -> bool:
@@ -188,7 +196,7 @@ class KubeApi:
     async def create_extraction_job(self, obj: dict) -> bool:
         """Create an ExtractionJob (a scheduled run); False if it already exists (run names are
         deterministic: an existing one was created for the same scheduled time)."""
-        return await self._create(GROUP, VERSION, PLURAL, obj, "is the ExtractionJob CRD installed?")
+        return await self._create(GROUP, VERSION, PLURAL, obj, "is the ExtractionJob CRD installed?") is not None
 
     async def delete_extraction_job(self, namespace: str, name: str) -> bool:
         """Delete a run (its finalizer stops its Ray job; its RayCluster goes with it)."""

@@ -27,6 +27,9 @@ RECONCILE_ERRORS = Counter("prism_operator_reconcile_errors", "Reconciles that e
                            registry=REGISTRY)
 API_ERRORS = Counter("prism_operator_api_errors", "Failed Kubernetes API calls.", ["operation"],
                      registry=REGISTRY)
+INDEX_FALLBACK_READS = Counter("prism_operator_index_fallback_reads",
+                               "GETs of a child the watch had not delivered although the job's status says it "
+                               "exists (0 in steady state).", ["kind"], registry=REGISTRY)
 JOB_FILES_TOTAL = Gauge("prism_operator_job_files_total", "Files listed, per job.", ["namespace", "job"],
                         registry=REGISTRY)
 JOB_FILES_DONE = Gauge("prism_operator_job_files_done", "Files processed, per job.", ["namespace", "job"],

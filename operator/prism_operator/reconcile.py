@@ -27,8 +27,9 @@ from .builders import build_ray_cluster, build_ray_job
 from .builders.debug_configmap import DriverLogDigest, build_debug_config_map, debug_config_map_name
 from .builders.raycluster import cluster_name_for
 from .builders.rayjob import entrypoint_error, rayjob_name_for, submission_id
+from .child_index import ChildIndexes, ChildLedger, slim_cluster, slim_ray_job
 from .dashboard_client import RayJobState, dashboard_url, get_job_state, read_job_logs, stop_job
-from .k8s_api import KubeApi, KubeApiError, NamespaceTerminating
+from .k8s_api import RAYCLUSTERS, RAYJOBS, KubeApi, KubeApiError, NamespaceTerminating
 from .progress_scraper import fetch_progress, progress_url
 from .settings import OperatorConfig
 from .status.clock import rfc3339
@@ -125,6 +126,8 @@ class JobMemory:
     fencing_since: datetime | None = None
     # Why the last try to save the job's debug ConfigMap saved nothing (bounds and words the give-up).
     debug_save_failure: DebugSaveFailure | None = None
+    # The children as the API told this process (creates, fallback GETs) while kopf's index lags.
+    children: ChildLedger = dataclasses.field(default_factory=ChildLedger)
 
     def remember_progress(self, attempt: int, report: ProgressReport | None) -> ProgressReport | None:
         if attempt != self.progress_attempt:
@@ -148,7 +151,10 @@ class Reconciler:
     config: OperatorConfig
 
     async def observe(self, body: Any, old: ExtractionJobStatus, now: datetime,
-                      memory: JobMemory | None = None) -> Observed:
+                      memory: JobMemory | None = None, indexes: ChildIndexes | None = None) -> Observed:
+        """The job and its children. With `indexes` (kopf's watches, handlers.py) the children cost no
+        API request unless the index lacks one the status says exists (child_index.py); without them
+        (tests, tools) they are read from the API."""
         memory = memory if memory is not None else JobMemory()
         meta = body.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
@@ -165,8 +171,12 @@ class Reconciler:
                             spec_errors=(f"spec: {too_large}",))
         cluster_name = cluster_name_for(job)
         rayjob_name = rayjob_name_for(job, old.attempt) if 1 <= old.attempt <= MAX_ATTEMPT else ""
-        cluster = await self.api.get_ray_cluster(namespace, cluster_name)
-        rayjob = await self.api.get_ray_job(namespace, rayjob_name) if rayjob_name else None
+        owns_cluster = not job.spec.cluster.existing
+        # Made by an earlier reconcile (an attempt started with its create), or someone else's cluster.
+        expected = old.attempt >= 1 or not owns_cluster
+        cluster = await self._child(RAYCLUSTERS, namespace, cluster_name, memory, indexes, expected)
+        rayjob = (await self._child(RAYJOBS, namespace, rayjob_name, memory, indexes, old.attempt >= 1)
+                  if rayjob_name else None)
         if old.attempt <= 1 and rayjob is None and not old.phase.is_terminal():
             # Before the first RayJob only: a job already running there is not failed afterwards.
             refusal = rayservice_cluster_refusal(job, cluster)
@@ -176,7 +186,11 @@ class Reconciler:
         problems: list[str] = []
         live = not old.phase.is_terminal() and old.phase != Phase.SUSPENDED
         if cluster is not None and live and cluster_state(cluster) != "ready":
-            problems = pod_problems(await self.api.list_cluster_pods(namespace, cluster_name))
+            # The pods of Prism's own clusters are watched; a shared cluster's (spec.cluster.existing)
+            # carry no Prism label and are listed while it is not ready (rare: shared ones run).
+            pods = (indexes.cluster_pods(namespace, cluster_name) if indexes is not None and owns_cluster
+                    else await self.api.list_cluster_pods(namespace, cluster_name))
+            problems = pod_problems(pods)
         progress = None
         if cluster is not None and rayjob_name and cluster_state(cluster) != "suspended":
             identity = ReportIdentity(job.metadata.name, namespace, old.attempt)
@@ -185,12 +199,27 @@ class Reconciler:
         submission = submission_id(rayjob, rayjob_name) if rayjob_name else ""
         return Observed(
             job=job, old=old, now=now, generation=meta.get("generation"),
-            cluster_name=cluster_name, owns_cluster=not job.spec.cluster.existing, cluster=cluster,
+            cluster_name=cluster_name, owns_cluster=owns_cluster, cluster=cluster,
             rayjob=rayjob, rayjob_name=rayjob_name, pod_problems=tuple(problems),
             progress=memory.remember_progress(old.attempt, progress),
             submission_id=submission, fence_since=memory.fence_since(submission),
             debug_save_failure=memory.debug_save_failure,
         )
+
+    async def _child(self, kind: str, namespace: str, name: str, memory: JobMemory, indexes: ChildIndexes | None,
+                     expected: bool) -> dict | None:
+        get = self.api.get_ray_cluster if kind == RAYCLUSTERS else self.api.get_ray_job
+        if indexes is None:
+            return await get(namespace, name)
+        indexed = (indexes.cluster if kind == RAYCLUSTERS else indexes.ray_job)(namespace, name)
+        slim = slim_cluster if kind == RAYCLUSTERS else slim_ray_job
+
+        async def read() -> dict | None:
+            body = await get(namespace, name)
+            metrics.INDEX_FALLBACK_READS.labels(kind=kind).inc()
+            return None if body is None else slim(body)
+
+        return await memory.children.child(kind, name, indexed, expected, read)
 
     async def _read_progress(self, namespace: str, service: str, phase: Phase,
                              identity: ReportIdentity) -> ProgressReport | None:
@@ -248,10 +277,14 @@ class Reconciler:
             try:
                 match action:
                     case CreateCluster():
-                        if await self.api.create(build_ray_cluster(job)):
+                        created = await self.api.create_child(build_ray_cluster(job))
+                        if created:
+                            memory.children.created(RAYCLUSTERS, slim_cluster(created))
                             log.info("created RayCluster %s", job and cluster_name_for(job))
                     case CreateRayJob(attempt=attempt):
-                        if await self.api.create(build_ray_job(job, attempt)):
+                        created = await self.api.create_child(build_ray_job(job, attempt))
+                        if created:
+                            memory.children.created(RAYJOBS, slim_ray_job(created))
                             log.info("created RayJob %s", rayjob_name_for(job, attempt))
                     case StopRayJob(name=name):
                         if await self.api.delete_ray_job(namespace, name):
@@ -283,9 +316,9 @@ class Reconciler:
         return errors
 
     async def reconcile(self, body: Any, patch: dict, memory: JobMemory | None = None,
-                        now: datetime | None = None) -> Outcome:
+                        now: datetime | None = None, indexes: ChildIndexes | None = None) -> Outcome:
         """`memory` is what this process kept of the job (its last derived status, progress reading,
-        fencing clock); a fresh one when None."""
+        fencing clock, children it created); a fresh one when None. `indexes`: the watched children."""
         started = time.monotonic()
         now = now or datetime.now(UTC)
         memory = memory if memory is not None else JobMemory()
@@ -293,7 +326,7 @@ class Reconciler:
         namespace, name = meta.get("namespace") or "default", meta.get("name", "")
         old = memory.last_status if memory.last_status is not None else old_status(body)
         try:
-            observed = await self.observe(body, old, now, memory)
+            observed = await self.observe(body, old, now, memory, indexes)
         except KubeApiError as exc:
             metrics.RECONCILE_ERRORS.inc()
             return Outcome(old, [f"observing the children: {exc}"])

@@ -14,9 +14,12 @@ from dataclasses import dataclass, fields
 
 import kopf
 
-from prism_api.conventions import DOMAIN, FINALIZER, LAST_HANDLED_ANNOTATION
+from prism_api.conventions import DOMAIN, FINALIZER, JOB_LABEL, LAST_HANDLED_ANNOTATION
+
+from .k8s_api import RAY_GROUP, RAYJOBS
 
 ENV_PREFIX = "PRISM_"
+CLUSTER_LABEL = "ray.io/cluster"  # KubeRay's label on a RayCluster's pods
 DEFAULT_PROGRESS_URL = "http://{service}.{namespace}.svc:{port}{path}"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
 DEFAULT_SERVE_URL = "http://{service}.{namespace}.svc:{port}"
@@ -170,6 +173,10 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     # seconds: kopf puts server_timeout into the query as `timeoutSeconds`, which must be an integer.
     settings.watching.server_timeout = int(config.watch_timeout)
     settings.watching.client_timeout = int(config.watch_timeout) + 30
+    # The children's watches (handlers.py indexes): the server sends only Prism's RayJobs and the Pods of
+    # Prism's RayClusters (KubeRay labels pods ray.io/cluster; the cluster's pod templates carry JOB_LABEL).
+    settings.watching.label_selectors[RAY_GROUP, RAYJOBS] = JOB_LABEL
+    settings.watching.label_selectors["v1", "pods"] = f"{JOB_LABEL},{CLUSTER_LABEL}"
     # Deleting a job waits for its running timer to stop: poll for that often, not every 60 s.
     settings.background.cancellation_polling = CANCELLATION_POLLING_SECONDS
     # On SIGTERM, let a reconcile in flight finish its API calls (each bounded by api_timeout)

@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from kopf.testing import KopfRunner
 
+from prism_api.conventions import JOB_LABEL
 from prism_operator.handlers import register
 from prism_operator.settings import OperatorConfig
 
@@ -152,6 +153,7 @@ class Cluster:
     def __init__(self, emulator: ApiServerEmulator, server: kmock.Server):
         self.emulator = emulator
         self.server = server
+        self._delivering: set[asyncio.Task] = set()
 
     @staticmethod
     def _path(api: str, plural: str, name: str = "", namespace: str = NAMESPACE) -> str:
@@ -195,19 +197,33 @@ class Cluster:
     def rayjobs(self) -> list[str]:
         return self.names(RAY, "rayjobs")
 
+    def _publish(self, resource: Any, kind: str, key: tuple) -> None:
+        """Tell the watchers, as the API server would: the operator sees children through kopf's watches
+        (its indexes), not by reading them. Delivered from the test's loop, right after this call."""
+        raw = copy.deepcopy(dict(self.emulator.objects[key].raw))
+        bus = self.emulator._buses[resource]
+        self._delivering.add(asyncio.get_running_loop().create_task(bus.put({"type": kind, "object": raw})))
+        self._delivering = {t for t in self._delivering if not t.done()}
+
     def set_child_status(self, plural: str, name: str, status: dict) -> None:
         """KubeRay's part: write a child's status (merge), as its controller would."""
-        self.emulator.objects[kmock.resource(f"{RAY}/{plural}"), NAMESPACE, name].patch({"status": status})
+        resource = kmock.resource(f"{RAY}/{plural}")
+        self.emulator.objects[resource, NAMESPACE, name].patch({"status": status})
+        self._publish(resource, "MODIFIED", (resource, NAMESPACE, name))
 
     def add_object(self, api: str, plural: str, obj: dict) -> None:
         """An object some other actor made (a shared RayCluster, a Pod)."""
         meta = obj["metadata"]
-        self.emulator.objects[kmock.resource(f"{api}/{plural}"), meta["namespace"], meta["name"]] = obj
+        resource = kmock.resource(f"{api}/{plural}")
+        self.emulator.objects[resource, meta["namespace"], meta["name"]] = obj
+        self._publish(resource, "ADDED", (resource, meta["namespace"], meta["name"]))
 
-    def add_pod(self, name: str, cluster: str, status: dict) -> None:
+    def add_pod(self, name: str, cluster: str, status: dict, job: str = "campaign") -> None:
+        """A pod of a RayCluster: KubeRay labels it ray.io/cluster; Prism's pod templates label it with the job."""
         self.add_object("v1", "pods", {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"ray.io/cluster": cluster}},
+            "metadata": {"name": name, "namespace": NAMESPACE,
+                         "labels": {"ray.io/cluster": cluster, JOB_LABEL: job}},
             "status": status,
         })
 

@@ -434,6 +434,23 @@ def test_progress_rates_and_no_change_no_patch():
     assert same.progress == p
 
 
+def test_listing_in_progress_then_complete_is_a_change_worth_a_patch():
+    """progress.listing follows the report's listing_complete; its flip alone (no count moved) updates the
+    status, and a reading that changes nothing after it patches nothing."""
+    growing = reading(100, files_done=40)
+    st = derive(observe(status(Phase.RUNNING), rj=rayjob("RUNNING"), progress=growing)).status
+    assert st.progress.listing == "InProgress"
+    assert st.to_wire()["progress"]["listing"] == "InProgress"
+    listed = dataclasses.replace(growing, listing_complete=True)
+    later = NOW + timedelta(seconds=30)
+    done = derive(observe(st, rj=rayjob("RUNNING"), progress=listed, now=later)).status
+    assert (done.progress.listing, done.progress.files_total) == ("Complete", 100)
+    assert done.progress.last_update_time == "2026-11-22T12:00:30Z"
+    again = derive(observe(done, rj=rayjob("RUNNING"), progress=listed, now=later + timedelta(seconds=30))).status
+    assert again.progress == done.progress
+    assert derive(observe(status(Phase.RUNNING), rj=rayjob("RUNNING"))).status.progress.listing is None
+
+
 def test_merge_patch_only_what_changed():
     old = {"phase": "Running", "progress": {"filesDone": 1, "filesTotal": 9}, "dashboardURL": "x",
            "conditions": [{"type": "Ready"}]}

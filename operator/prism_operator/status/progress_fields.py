@@ -40,6 +40,7 @@ def progress_from(old: Progress, report: ProgressReport | None, extractor_order:
     total = max(report.files_total, finished)
     counts = Progress(
         files_total=report.files_total,
+        listing="Complete" if report.listing_complete else "InProgress",
         files_done=c.files_done,
         files_failed=c.files_failed,
         files_skipped=c.files_skipped,
@@ -48,7 +49,7 @@ def progress_from(old: Progress, report: ProgressReport | None, extractor_order:
         points_written=c.points_written,
         extractors=_extractors(report, extractor_order),
     )
-    same = counts.model_dump(include={"files_total", "files_done", "files_failed", "files_skipped",
+    same = counts.model_dump(include={"files_total", "listing", "files_done", "files_failed", "files_skipped",
                                       "points_written", "extractors"})
     if old.last_update_time and same == old.model_dump(include=set(same)):
         return old  # nothing moved: keep the old reading (and its rates) and patch nothing
