@@ -54,11 +54,10 @@ def state(tmp_path):
 
 
 def test_list_show_and_files(state, tmp_path):
-    from qdrant_client import QdrantClient
-
+    from prism_pipeline.sink.edge_store import EdgeStore
     from prism_pipeline.sink.embedded import store_path
 
-    raw = QdrantClient(path=str(store_path(state)))  # a collection some other tool made
+    raw = EdgeStore(store_path(state))  # a collection some other tool made
     raw.create_collection("foreign", vectors_config={})
     raw.close()
 
@@ -112,13 +111,11 @@ def test_errors_are_one_message(state, tmp_path):
 
 
 def test_delete_needs_yes_and_refuses_a_busy_store(state):
-    from prism_pipeline.sink.embedded import store_path
-
     asked = prism("collections", "delete", "docs", "--state-dir", str(state))
     assert asked.returncode == 2 and "--yes" in one_message(asked)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom qdrant_client import QdrantClient\n"
-        f"c = QdrantClient(path={str(store_path(state))!r})\nprint('open', flush=True)\nsys.stdin.read()\n")],
+        "import sys\nfrom prism_pipeline.sink.embedded import embedded_client\n"
+        f"c = embedded_client({str(state)!r})\nprint('open', flush=True)\nsys.stdin.read()\n")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"

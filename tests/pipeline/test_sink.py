@@ -74,7 +74,7 @@ def test_search_returns_scored_payloads_best_first(sink, extractors):
 
 
 def test_a_read_handle_creates_no_store_and_releases_the_lock(tmp_path):
-    from qdrant_client import QdrantClient
+    from prism_pipeline.sink.edge_store import EdgeStore
 
     with pytest.raises(StoreMissingError):
         Sink.open_existing("docs", state_dir=tmp_path / "none")
@@ -84,9 +84,9 @@ def test_a_read_handle_creates_no_store_and_releases_the_lock(tmp_path):
     write_store(state)
     with Sink.open_existing("docs", state_dir=state) as reader:
         assert reader.count() == 3 and reader.meta() is not None
-        with pytest.raises(RuntimeError, match="already accessed"):  # the reader holds the store's lock
-            QdrantClient(path=str(store_path(state)))
-    other = QdrantClient(path=str(store_path(state)))  # released: a `prism run` may open it now
+        with pytest.raises(StoreBusyError):  # the reader holds the store's lock
+            EdgeStore(store_path(state))
+    other = EdgeStore(store_path(state))  # released: a `prism run` may open it now
     try:
         assert other.count("docs").count == 3
     finally:
@@ -107,8 +107,8 @@ def test_a_store_held_by_another_process_is_busy(tmp_path):
     state = tmp_path / "state"
     write_store(state)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom qdrant_client import QdrantClient\n"
-        f"c = QdrantClient(path={str(store_path(state))!r})\nprint('open', flush=True)\nsys.stdin.read()\n")],
+        "import sys, time\nfrom prism_pipeline.sink.embedded import embedded_client\n"
+        f"c = embedded_client({str(state)!r})\nprint('open', flush=True)\nsys.stdin.read()\n")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import socket
 import time
 import urllib.error
@@ -334,10 +333,10 @@ def test_a_version_mismatch_refuses_to_start(service, tmp_path):
     from prism_pipeline.serve.app import build
     from prism_pipeline.serve.model_deployment import ModelDeployment, ModelVersionMismatch
     from prism_pipeline.sink.collection import META_ID
-    from prism_pipeline.sink.embedded import close_embedded, embedded_client
+    from prism_pipeline.sink.embedded import close_embedded, copy_store, embedded_client
 
     copy = tmp_path / "state"
-    shutil.copytree(service["state"] / "qdrant", copy / "qdrant", ignore=shutil.ignore_patterns(".lock"))
+    copy_store(service["state"], copy)
     client = embedded_client(copy)
     [meta] = client.retrieve("media__prism_files", ids=[META_ID], with_payload=True)
     extractors = meta.payload["extractors"]
