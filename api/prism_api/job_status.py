@@ -60,7 +60,11 @@ class ExtractorProgress(PrismModel):
 class Progress(PrismModel):
     """Live progress, read from the pipeline's progress endpoint."""
 
-    files_total: int = Field(default=0, ge=0, description="Files listed.")
+    files_total: int = Field(default=0, ge=0, description="Files listed so far: it grows while `listing` is "
+                             "InProgress (files are listed page by page as the pipeline runs).")
+    listing: Literal["InProgress", "Complete"] | None = Field(
+        default=None, description="InProgress while the source is still being listed (filesTotal grows), Complete "
+        "once the whole source is listed and filesTotal is final. Unset before the pipeline reports.")
     files_done: int = Field(default=0, ge=0, description="Files fully processed.")
     files_failed: int = Field(default=0, ge=0, description="Files recorded in the failure ledger.")
     files_skipped: int = Field(default=0, ge=0, description="Files skipped (already in the sink).")

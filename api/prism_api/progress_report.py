@@ -52,6 +52,8 @@ GPU_SECONDS = "prism_gpu_seconds_total"           # counter: GPU-seconds of stag
 FAILURE_SAMPLE = "prism_failure_sample"           # gauge{uri,stage,error} = 1, at most 10 samples
 PIPELINE_FINISHED = "prism_pipeline_finished"     # gauge: 1 once the pipeline has finished
 START_TIME = "prism_pipeline_start_time_seconds"  # gauge: unix time the pipeline started
+LISTING_COMPLETE = "prism_listing_complete"       # gauge: 1 once the source is listed to its end
+                                                  # (files_total is final), 0 while it grows
 OUTCOME = "prism_pipeline_outcome"                # gauge{outcome,message} = 1 once the pipeline has
                                                   # its verdict (Outcome), absent before
 
@@ -145,13 +147,19 @@ class ProgressReport:
     """One job attempt's progress, failures and verdict, as the pipeline serves it."""
 
     identity: ReportIdentity
-    files_total: int = 0
+    files_total: int = 0            # files listed so far: it grows while the listing streams
+    listing_complete: bool = False  # the listing reached its end: files_total is final
     counts: Counts = field(default_factory=Counts)
     failures: list[FailedFile] = field(default_factory=list)  # at most MAX_FAILURE_SAMPLES
     finished: bool = False
     start_time: float | None = None
     outcome: Outcome | None = None  # the pipeline's own verdict, once it has one
     message: str = ""               # the verdict's explanation
+
+    def listed(self, files_total: int, complete: bool) -> None:
+        """The listing so far: `files_total` files (and unlistable entries), `complete` once it ended."""
+        self.files_total = max(self.files_total, int(files_total))
+        self.listing_complete = self.listing_complete or bool(complete)
 
     def add(self, counts: Counts, failures: list[FailedFile] = ()) -> None:
         self.counts += counts
@@ -187,6 +195,8 @@ class ProgressReport:
                 lines.append(f"{name}{{{text}}} {_number(value)}")
 
         family(FILES_TOTAL, "gauge", "Files listed.", [(own, self.files_total)])
+        family(LISTING_COMPLETE, "gauge", "1 once the listing is complete (files total is final).",
+               [(own, 1 if self.listing_complete else 0)])
         for attr, name in _COUNTERS.items():
             family(name, "counter", attr.replace("_", " ").capitalize() + ".", [(own, getattr(self.counts, attr))])
         for name, per in ((ITEMS, self.counts.items), (ITEMS_FAILED, self.counts.items_failed)):
@@ -222,6 +232,8 @@ class ProgressReport:
                 per[labels.get(EXTRACTOR_LABEL, "")] = int(value)
             elif name == FILES_TOTAL:
                 report.files_total = int(value)
+            elif name == LISTING_COMPLETE:
+                report.listing_complete = bool(value)
             elif name == FAILURE_SAMPLE and value:
                 report.failures.append(FailedFile(labels.get("uri", ""), labels.get("stage", ""),
                                                   labels.get("error", "")).bounded())

@@ -22,7 +22,8 @@ from prism_pipeline.points import point_id, to_point
 from prism_pipeline.search import SearchError
 from prism_pipeline.sink import Sink
 from prism_pipeline.sink.embedded import close_embedded, embedded_client
-from prism_pipeline.sink.file_records import FAILED_STAGE
+from prism_pipeline.sink.file_records import FAILED_STAGE, FINGERPRINT
+from prism_pipeline.sources import FileRef
 
 from .conftest import TEXT, spec_for, write_media
 from .stores import DOCS, content_hash, item_rows, outcomes, text_extractor
@@ -83,9 +84,14 @@ def test_a_record_marked_failed_is_never_skipped_but_still_names_the_stale_point
     records = {"/m/a.txt": {"uri": "/m/a.txt", "content_hash": "h1", "items": 1, "run_key": key},
                "/m/b.txt": {"uri": "/m/b.txt", "content_hash": "h2", "items": 1, "run_key": key,
                             FAILED_STAGE: "digest"}}
-    plan = incremental.plan(spec, [text_extractor()], records)
-    assert plan.skip_if == {"/m/a.txt": "h1"}
-    assert plan.is_stale("/m/b.txt", "h3") and not plan.is_stale("/m/b.txt", "h2")
+    plan = incremental.plan(spec, [text_extractor()])
+    a = plan.decide(FileRef("/m/a.txt", 1, "1:5"), records["/m/a.txt"])
+    assert not a.unchanged and a.prev_hash == "h1", "no fingerprint recorded: its read task checks the hash"
+    assert plan.decide(FileRef("/m/a.txt", 1, "1:5"), records["/m/a.txt"] | {FINGERPRINT: "1:5"}).unchanged
+    assert not plan.decide(FileRef("/m/a.txt", 1, "1:6"), records["/m/a.txt"] | {FINGERPRINT: "1:5"}).unchanged
+    b = plan.decide(FileRef("/m/b.txt", 1, "1:5"), records["/m/b.txt"] | {FINGERPRINT: "1:5"})
+    assert not b.unchanged and b.prev_hash == "", "a failed record is never skipped on"
+    assert b.pending.recorded_hash == "h2", "its recorded hash names the points a content change makes stale"
 
 
 def test_a_file_whose_items_all_came_through_is_written_even_when_an_extractor_failed():
@@ -303,5 +309,6 @@ def test_a_rerun_extracts_only_the_partial_file_again_and_clears_its_marking(ray
     with Sink.open_existing("partial", state_dir=state) as sink:
         records = sink.records([str(p) for p in media.iterdir()])
     assert records[str(media / "poison.txt")][FAILED_STAGE] == "digest"
-    skip_if = incremental.plan(spec, build_all(spec.extractors), records).skip_if
+    plan = incremental.plan(spec, build_all(spec.extractors))
+    skip_if = [uri for uri, r in records.items() if plan.decide(FileRef(uri, 0, r.get(FINGERPRINT, "")), r).unchanged]
     assert sorted(skip_if) == sorted(str(p) for p in media.iterdir() if p.name != "poison.txt")

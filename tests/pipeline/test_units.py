@@ -63,10 +63,15 @@ def test_an_item_error_fails_its_file_with_the_extractor_stage():
 
 
 def test_missing_outcomes_become_failures():
-    t = FileTracker(files_total=2)
+    t = FileTracker(files_total=3)
+    for uri in ("/a", "/b", "/c"):
+        t.expect(uri)
     t.observe(item("/a#chunk=0", 3))
-    t.close(["/a", "/b"])
+    t.observe(R.file_marker("/c", R.EMPTY, content_hash=HASH, decoded=True))
+    assert t.in_stream == 2
+    t.close()
     assert sorted((f.uri, f.stage) for f in t.failures) == [("/a", "pipeline"), ("/b", "pipeline")]
+    assert t.in_stream == 0 and t.totals.files_done == 1
 
 
 def test_markers_count_failed_skipped_and_empty_files():

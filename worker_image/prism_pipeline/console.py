@@ -120,7 +120,7 @@ def summary(result: JobResult) -> str:
     lines.append(f"  {'EXTRACTOR':<{width}}  {'ITEMS':>7}  {'FAILED':>6}")
     for name in names:
         lines.append(f"  {name:<{width}}  {c.items.get(name, 0):>7}  {c.items_failed.get(name, 0):>6}")
-    if t.failures:
+    if c.files_failed:
         lines += ["", f"  Failures ({c.files_failed}):", f"  {'STAGE':<10} {'FILES':>5}  REASON"]
         for (stage, reason), n in sorted(t.failure_reasons().items(), key=lambda kv: (-kv[1], kv[0])):
             # the whole reason (bounded by the ledger), wrapped under its column
@@ -128,10 +128,10 @@ def summary(result: JobResult) -> str:
             lines.append(f"  {stage:<10} {n:>5}  {wrapped[0]}")
             lines += [f"  {'':<10} {'':>5}  {more}" for more in wrapped[1:]]
         lines.append("")
-        for f in t.failures[:10]:
+        for f in t.samples[:10]:
             lines.append(f"  - {f.uri} [{f.stage}]")
-        if len(t.failures) > 10:
-            lines.append(f"  ... and {len(t.failures) - 10} more (see the failure ledger)")
+        if c.files_failed > 10:
+            lines.append(f"  ... and {c.files_failed - 10} more (see the failure ledger)")
     partial = sum(c.items_failed.get(name, 0) for name in names)
     if partial:
         lines += ["", f"  {partial} item{'s' * (partial != 1)} written without an extractor's output; list them with "

@@ -1,14 +1,21 @@
 """Incremental runs: skip files whose content and extractor versions are already in the sink.
 
 When every item of a file is written, the driver records the file in the sink (Sink.record:
-{uri, content_hash, items, run_key}). `run_key` hashes everything that shapes the points: the
-preprocess settings and each extractor's kind, version and options. The next run looks up the
-records of every listed uri (Sink.records) and hands each file's recorded hash to its read task,
-which hashes the fetched bytes and skips the decode on a match. So a re-run reads bytes but decodes
-nothing; the listing gives no content fingerprint (size alone would miss same-size edits), and the
-bytes must be hashed anyway to name the points.
+{uri, content_hash, fingerprint, items, run_key}). `run_key` hashes everything that shapes the points:
+the preprocess settings and each extractor's kind, version and options. `fingerprint` is what the
+listing said about the file (local size + modification time, S3 ETag, GCS generation).
 
-A file whose hash changed gets its old points deleted once its new points are written (Plan.is_stale).
+The next run looks the records up page by page as the listing streams (Sink.records, one batched
+lookup per page, on the listing thread while the stream runs) and decides each file (Plan.decide):
+- its record is complete, of this run's key, and its fingerprint equals the listed one: skipped from
+  the listing alone, no byte read, never sent into the stream;
+- its record is complete and of this run's key, but the fingerprint differs or is unknown (a record
+  from before fingerprints, a touched or copied file): sent to its read task with the recorded hash,
+  which hashes the fetched bytes and skips the decode on a match (the record then gets the new
+  fingerprint, so the next run skips it from the listing);
+- otherwise it is extracted.
+
+A file whose hash changed gets its old points deleted once its new points are written (Written.recorded_hash).
 
 A file that did not finish cleanly is never skipped. One that could not be read or decoded has no
 new record. One whose items all came through but failed (an extractor failed on one of its items:
@@ -24,11 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from prism_api import ExtractionJobSpec
 from prism_pipeline.extractors import Extractor
-from prism_pipeline.sink.file_records import FAILED_STAGE
+from prism_pipeline.ledger import Pending
+from prism_pipeline.sink.file_records import FAILED_STAGE, FINGERPRINT
+from prism_pipeline.sources import FileRef
 
 
 def run_key(spec: ExtractionJobSpec, extractors: list[Extractor]) -> str:
@@ -39,28 +48,33 @@ def run_key(spec: ExtractionJobSpec, extractors: list[Extractor]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def previous_hashes(records: dict[str, dict[str, Any]], key: str) -> dict[str, str]:
-    """The hashes a read task may skip on: only complete records written with the same run key."""
-    return {uri: r["content_hash"] for uri, r in records.items()
-            if r.get("run_key") == key and not r.get(FAILED_STAGE)}
+class Decision(NamedTuple):
+    """What a run does with one listed file."""
+
+    unchanged: bool   # skipped from the listing alone: nothing is read
+    prev_hash: str    # the hash its read task skips the decode on ("" to always extract)
+    pending: Pending  # what the driver holds while the file is in the stream
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run takes from the records of earlier runs."""
+    """How a run treats the records of earlier runs."""
 
-    key: str                   # this run's run_key, recorded with every file it finishes
-    skip_if: dict[str, str]    # uri -> the hash a read task skips the file on (empty when not incremental)
-    recorded: dict[str, str]   # uri -> the hash any earlier run recorded (whatever its run key)
+    key: str           # this run's run_key, recorded with every file it finishes
+    incremental: bool  # spec.incremental: skip what is recorded complete with this key
 
-    def is_stale(self, uri: str, content_hash: str) -> bool:
-        """Whether finishing `uri` with `content_hash` leaves older points of the file behind."""
-        return uri in self.recorded and self.recorded[uri] != content_hash
+    def decide(self, ref: FileRef, record: dict[str, Any] | None) -> Decision:
+        """The file's fate from its listing entry and its record (None: never recorded). Stale points
+        are cleaned up even when spec.incremental is off: a full run rewrites every file."""
+        if record is None:
+            return Decision(False, "", Pending(ref.fingerprint))
+        recorded = str(record.get("content_hash") or "")
+        pending = Pending(ref.fingerprint, recorded, int(record.get("items") or 0))
+        complete = self.incremental and record.get("run_key") == self.key and not record.get(FAILED_STAGE)
+        if complete and ref.fingerprint and record.get(FINGERPRINT) == ref.fingerprint:
+            return Decision(True, recorded, pending)
+        return Decision(False, recorded if complete else "", pending)
 
 
-def plan(spec: ExtractionJobSpec, extractors: list[Extractor], records: dict[str, dict[str, Any]]) -> Plan:
-    """The plan for a run, from the file records of its listed uris. Stale points are cleaned up
-    even when spec.incremental is off: a full run rewrites every file."""
-    key = run_key(spec, extractors)
-    return Plan(key=key, skip_if=previous_hashes(records, key) if spec.incremental else {},
-                recorded={uri: r["content_hash"] for uri, r in records.items()})
+def plan(spec: ExtractionJobSpec, extractors: list[Extractor]) -> Plan:
+    return Plan(key=run_key(spec, extractors), incremental=bool(spec.incremental))

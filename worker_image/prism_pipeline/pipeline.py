@@ -1,17 +1,20 @@
 """One ExtractionJob as one streaming Ray Data pipeline (docs/design.md §4):
 
-    list files (driver) -> incremental lookup -> read+decode once per file (tasks)
+    listing thread (driver): list a page -> look up its records -> skip the unchanged -> feed blocks
+      -> read+decode once per file (tasks, many small files per task)
       -> extractor 1 -> ... -> extractor N   (chained actor stages over the one stream)
       -> points (+ upsert in server mode) -> driver: file outcomes, embedded upserts, file records
 
-The driver consumes the stream's compact outcome rows, which gives backpressure for free and
-makes the driver the one authoritative account of every file (ledger.FileTracker). Nothing is
-materialized and no lazy dataset is branched.
+The listing streams (lister.py, feed.py): the first files decode while the rest are listed, and a
+file whose listing fingerprint matches its record is skipped without a byte read. The driver
+consumes the stream's compact outcome rows, which gives backpressure for free and makes the driver
+the one authoritative account of every file (ledger.FileTracker), in memory bounded by the files in
+flight. Nothing is materialized and no lazy dataset is branched.
 
-`run_job` reads top to bottom as the job's steps: _build_extractors, _list, _open_sink,
-_incremental_plan, _start_progress, _run_pipeline (build_dataset, then _drain: _batches feeds the
-stream, _account counts each batch, _Records records finished files), _verdict. The sink is used
-only through its methods (prism_pipeline.sink.Sink).
+`run_job` reads top to bottom as the job's steps: _build_extractors, _first_page, _open_sink,
+_start_progress, _run_pipeline (the Lister starts; build_dataset once a file needs work, then
+_drain: _batches feeds the stream, _account counts each batch, _Records records finished files),
+_verdict. The sink is used only through its methods (prism_pipeline.sink.Sink).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +33,13 @@ from prism_api import ExtractionJobSpec
 from prism_api.conventions import BATCH_RESOURCE
 from prism_api.fields import quantity_value
 from prism_api.outcome import Outcome
-from prism_pipeline import incremental, unchanged
+from prism_pipeline import incremental
 from prism_pipeline import rows as R
 from prism_pipeline.extractors import Extractor, ExtractorError, build_all
-from prism_pipeline.incremental import Plan
 from prism_pipeline.ledger import Failure, FileTracker, Written
+from prism_pipeline.lister import Lister
 from prism_pipeline.sink import CollectionError, Sink, StoreBusyError
-from prism_pipeline.sources import Listing, SourceError, list_source
+from prism_pipeline.sources import Listing, SourceError, iter_source
 
 log = logging.getLogger("prism.pipeline")
 
@@ -90,6 +94,8 @@ class JobResult:
 
     @property
     def failures(self) -> list[Failure]:
+        """Every failed file (read back from the spilled ledger: for small jobs and tests; large
+        ones use tracker.samples, tracker.iter_failures and tracker.totals.files_failed)."""
         return self.tracker.failures
 
     @property
@@ -118,21 +124,17 @@ def run_job(name: str, spec: ExtractionJobSpec, *, state_dir: str | Path = ".pri
     due = Deadline(started + active, active) if active else None
     extractors = _build_extractors(spec)
     _check_served(extractors)
-    listing = _list(spec)
-    refs = listing.refs
+    first, pages = _first_page(spec)
     with _open_sink(spec, extractors, state_dir) as sink:
-        plan = _incremental_plan(spec, extractors, sink, refs)
-        files_total = len(refs) + len(listing.failures)  # an entry the listing could not carry is a failed file
-        progress = _start_progress(name, files_total, progress_port, namespace, attempt, on_progress)
-        tracker = FileTracker(files_total=files_total)
-        _account_unlisted(listing.failures, tracker, progress)
-        stopped = _run_pipeline(spec, extractors, refs, plan, sink, progress, tracker, due)
-        removed = 0
-        if stopped is None and listing.failures and spec.deleted_files == "Delete":
-            log.warning("spec.deletedFiles Delete: %d entries could not be listed (see the failure ledger), so "
-                        "this run deletes nothing (their files' points must not go)", len(listing.failures))
-        elif stopped is None:
-            removed = _delete_missing(spec, sink, refs, progress, tracker)
+        progress = _start_progress(name, 0, progress_port, namespace, attempt, on_progress)
+        tracker = FileTracker()
+        lister = Lister(spec.source.uri, chain([first], pages), incremental.plan(spec, extractors), sink, tracker,
+                        progress, keep_uris=spec.deleted_files == "Delete")
+        try:
+            stopped = _run_pipeline(spec, extractors, lister, sink, progress, tracker, due)
+        finally:
+            lister.close()
+        removed = _delete_missing(spec, sink, lister, progress, tracker) if stopped is None else 0
         result = _verdict(name, spec, extractors, tracker, sink, started, removed, stopped)
     # After a signal, Ray may be going down with this process: the verdict is sent, not waited for.
     _finish(progress, tracker, result, wait=stopped is None or stopped.signum is None)
@@ -161,21 +163,14 @@ def _check_served(extractors: list[Extractor]) -> None:
         raise JobError(str(err)) from err
 
 
-def _list(spec: ExtractionJobSpec) -> Listing:
-    """The source's files (uri, size), listed on the driver, and the entries it could not list."""
+def _first_page(spec: ExtractionJobSpec) -> tuple[Listing, Iterator[Listing]]:
+    """The listing's first page, read before anything else is done (a source that cannot be listed
+    at all fails the job before the sink is touched), and the iterator over the rest."""
+    pages = iter_source(spec.source)
     try:
-        return list_source(spec.source)
+        return next(pages), pages
     except SourceError as err:
         raise JobError(str(err)) from err
-
-
-def _account_unlisted(failures: list[Failure], tracker: FileTracker, progress: Any) -> None:
-    """Entries the listing could not carry (a name that is not UTF-8, an unreadable folder): failed
-    files in the ledger and the progress, counted against failurePolicy.maxFailedFileRatio."""
-    if failures:
-        before = tracker.driver_counts()
-        tracker.fail_unlisted(failures)
-        progress.add.remote(tracker.driver_counts() - before, list(failures))
 
 
 def _open_sink(spec: ExtractionJobSpec, extractors: list[Extractor], state_dir: str | Path) -> Sink:
@@ -196,11 +191,6 @@ def _open_sink(spec: ExtractionJobSpec, extractors: list[Extractor], state_dir: 
                        f"{type(err).__name__}: {err}") from err
 
 
-def _incremental_plan(spec: ExtractionJobSpec, extractors: list[Extractor], sink: Sink, refs: list) -> Plan:
-    """What earlier runs recorded about the listed files: which to skip, which leave stale points."""
-    return incremental.plan(spec, extractors, sink.records([r.uri for r in refs]))
-
-
 def _start_progress(name: str, files_total: int, progress_port: int | None, namespace: str, attempt: int,
                     on_progress: Callable[[Any], None] | None) -> Any:
     """The progress actor (and its endpoint when a port is given), handed to `on_progress`."""
@@ -216,23 +206,30 @@ def _start_progress(name: str, files_total: int, progress_port: int | None, name
 
 # -- the stream ---------------------------------------------------------------------------------------
 
-def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, plan: Plan, sink: Sink,
+def _run_pipeline(spec: ExtractionJobSpec, extractors: list[Extractor], lister: Lister, sink: Sink,
                   progress: Any, tracker: FileTracker, deadline: Deadline | None = None) -> Stopped | None:
     """Stream the listed files through the stages and the sink; afterwards every file has an outcome.
-    A failure that stops the job is recorded on the progress actor (Failed) and raised as JobError.
-    Stopped (a signal, the deadline) ends the stream early and is returned: the files that did not
-    finish have no outcome, and are not failures."""
+    The stream is built once the listing finds the first file that needs work: when every listed file
+    is unchanged, no pipeline starts and no model loads. A failure that stops the job is recorded on
+    the progress actor (Failed) and raised as JobError. Stopped (a signal, the deadline) ends the
+    stream early and is returned: the files that did not finish have no outcome, and are not failures."""
     try:
         if deadline:
             deadline.check()
-        if refs and unchanged.every_file_unchanged(spec, refs, plan.skip_if):
-            log.info("every listed file is unchanged since the last run: nothing to extract, no pipeline started")
-            unchanged.account_skipped(refs, tracker, progress)
-        elif refs:
+        lister.start()
+        while not lister.feeding.wait(0.5) and not lister.done.is_set():
+            if deadline:
+                deadline.check()
+        if lister.feeding.is_set():
             _warn_without_batch_nodes()
-            ds = build_dataset(spec, extractors, refs, plan.skip_if, sink, progress)
-            _drain(ds, spec, sink, tracker, progress, plan, deadline)
-        tracker.close([r.uri for r in refs])
+            ds = build_dataset(spec, extractors, lister.queue, sink, progress)
+            _drain(ds, spec, sink, tracker, progress, incremental.run_key(spec, extractors), deadline)
+        else:
+            log.info("every listed file is unchanged since the last run: nothing to extract, no pipeline started")
+        lister.join()
+        if lister.error is not None:
+            raise JobError(str(lister.error))
+        tracker.close()
     except Stopped as stop:
         return stop
     except JobError as err:
@@ -267,28 +264,20 @@ def _pipeline_failed(err: Exception, tracker: FileTracker) -> JobError:
                     f"{type(err).__name__}: {first}")
 
 
-def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], refs: list, prev: dict[str, str],
-                  sink: Sink, progress: Any):
-    """The job's one lazy stream: listing -> read+decode -> each extractor's stage -> the sink's stage.
-    `prev` maps a uri to the content hash its read task may skip the file on."""
-    ds = _listing(spec, refs, prev)
+def build_dataset(spec: ExtractionJobSpec, extractors: list[Extractor], queue: Any, sink: Sink, progress: Any):
+    """The job's one lazy stream: the feed's blocks of files ({uri, size, prev_hash}: the content hash
+    a read task may skip a file on) -> read+decode -> each extractor's stage -> the sink's stage."""
+    from prism_pipeline import feed
+
+    ds = feed.dataset(queue)
+    # Ray's own guard: no block moving anywhere for this long fails the execution (default 1800 s).
+    ds.context.execution_no_progress_timeout_s = float(spec.stall_timeout_seconds)
+    ds.context.enable_progress_bars = False
     ds = _read_stage(ds, spec, extractors, progress)
     for i, ex in enumerate(extractors):
         if not ex.per_file:  # per-file extractors run inside the read task
             ds = _extractor_stage(ds, ex, progress, f"spec.extractors[{i}]")
     return sink.stage(ds, BATCH_SHARE)
-
-
-def _listing(spec: ExtractionJobSpec, refs: list, prev: dict[str, str]):
-    import ray
-
-    listing = [{"uri": r.uri, "size": int(r.size), "prev_hash": prev.get(r.uri, "")} for r in refs]
-    # One block per file up to a bound: each block is a read task, so files decode in parallel.
-    ds = ray.data.from_items(listing, override_num_blocks=max(1, min(len(listing), 2000)))
-    # Ray's own guard: no block moving anywhere for this long fails the execution (default 1800 s).
-    ds.context.execution_no_progress_timeout_s = float(spec.stall_timeout_seconds)
-    ds.context.enable_progress_bars = False
-    return ds
 
 
 def _read_stage(ds, spec: ExtractionJobSpec, extractors: list[Extractor], progress: Any):
@@ -298,8 +287,9 @@ def _read_stage(ds, spec: ExtractionJobSpec, extractors: list[Extractor], progre
     # The memory hint is a floor for one file's decoded items (frames add up). Differing from the
     # extractor stages' arguments, it also keeps Ray from fusing decoding into the first extractor's
     # actors, which would tie decode parallelism, and decoded frames, to that model's pool.
+    # A whole block per call (feed.py sizes blocks): many small files share one task and one call.
     return ds.map_batches(
-        read_decode, batch_size=1, num_cpus=1, memory=READ_MEMORY, resources={BATCH_RESOURCE: BATCH_SHARE},
+        read_decode, batch_size=None, num_cpus=1, memory=READ_MEMORY, resources={BATCH_RESOURCE: BATCH_SHARE},
         fn_kwargs={"source": spec.source.model_dump(mode="json"),
                    "preprocess": spec.preprocess.model_dump(mode="json"),
                    "per_file": [ex.spec.model_dump(mode="json") for ex in per_file], "progress": progress},
@@ -341,13 +331,13 @@ def _extractor_stage(ds, ex: Extractor, progress: Any, where: str = "spec.extrac
 
 # -- the driver's side of the stream --------------------------------------------------------------------
 
-def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, plan: Plan,
+def _drain(ds, spec: ExtractionJobSpec, sink: Sink, tracker: FileTracker, progress: Any, run_key: str,
            deadline: Deadline | None = None) -> None:
     """Consume the stream on the driver, batch by batch: the sink writes (the embedded store's
     upserts; server mode's writers already did), the tracker accounts files and points, the progress
     actor gets what changed, and files whose points are written are recorded for incremental runs.
     Stopped (a signal, the deadline) still records the files whose points were written."""
-    records = _Records(sink, plan)
+    records = _Records(sink, run_key)
     try:
         for batch in _batches(ds, tracker, spec.stall_timeout_seconds, deadline):
             outcomes = R.from_batch(batch)
@@ -454,11 +444,10 @@ def _account(outcomes: list[dict[str, Any]], written: int, tracker: FileTracker,
     """One batch into the tracker, and what changed to the progress actor (fire-and-forget: stages
     count their own items, bytes and decodes; the driver adds files and points). Returns the files
     whose items the batch completed."""
-    before, failures_before = tracker.driver_counts(), len(tracker.failures)
     finished = tracker.observe_batch(outcomes, written)
-    delta = tracker.driver_counts() - before
-    if not delta.is_zero():
-        progress.add.remote(delta, tracker.failures[failures_before:])
+    delta, failures = tracker.progress_delta()
+    if not delta.is_zero() or failures:
+        progress.add.remote(delta, failures)
     return finished
 
 
@@ -469,8 +458,8 @@ class _Records:
     written, even when some lack the output of an extractor that failed (that file is recorded as
     failed, and the next run processes it again)."""
 
-    def __init__(self, sink: Sink, plan: Plan):
-        self._sink, self._plan = sink, plan
+    def __init__(self, sink: Sink, run_key: str):
+        self._sink, self._key = sink, run_key
         self._pending: list[Written] = []
         self._last_flush = time.monotonic()
 
@@ -481,26 +470,31 @@ class _Records:
 
     def flush(self) -> None:
         if self._pending:
-            self._sink.record(self._pending, self._plan.key)
+            self._sink.record(self._pending, self._key)
             for f in self._pending:
-                if self._plan.is_stale(f.uri, f.content_hash):
+                if f.recorded_hash and f.recorded_hash != f.content_hash:  # earlier content's points
                     self._sink.delete_stale(f.uri, f.content_hash)
         self._pending, self._last_flush = [], time.monotonic()
 
 
 # -- after the stream ---------------------------------------------------------------------------------
 
-def _delete_missing(spec: ExtractionJobSpec, sink: Sink, refs: list, progress: Any, tracker: FileTracker) -> int:
+def _delete_missing(spec: ExtractionJobSpec, sink: Sink, lister: Lister, progress: Any, tracker: FileTracker) -> int:
     """spec.deletedFiles Delete, once the stream ended: files the collection records that the listing
-    did not list lose their points and records; how many. Never on an empty listing."""
+    did not list lose their points and records; how many. Never on an empty listing, nor when some
+    entries could not be listed (their files' points must not go)."""
     if spec.deleted_files != "Delete":
         return 0
-    if not refs:
+    if lister.unlisted:
+        log.warning("spec.deletedFiles Delete: %d entries could not be listed (see the failure ledger), so "
+                    "this run deletes nothing (their files' points must not go)", lister.unlisted)
+        return 0
+    if not lister.listed_uris:
         log.warning("spec.deletedFiles Delete: the source %s listed no files, so this run deletes nothing "
                     "(a missing mount must not wipe the collection)", spec.source.uri)
         return 0
     try:
-        return sink.delete_missing([r.uri for r in refs])
+        return sink.delete_missing(lister.listed_uris)
     except Exception as err:
         failed = JobError(f"spec.deletedFiles Delete: removing files no longer listed from "
                           f"{sink.collection!r} failed: {err}")
@@ -536,11 +530,11 @@ def _finish(progress: Any, tracker: FileTracker, result: JobResult, *, wait: boo
     verdict goes with them, so a reader never sees the final totals without it."""
     import ray
 
-    ref = progress.finish.remote(tracker.counts(), tracker.failures, result.outcome.value, result.message)
+    ref = progress.finish.remote(tracker.counts(), tracker.samples, result.outcome.value, result.message)
     if wait:
         ray.get(ref, timeout=30)
 
 
 def _finish_failed(progress: Any, tracker: FileTracker, err: JobError) -> None:
     """Push the totals so far and the Failed verdict (fire-and-forget: the actor may be the problem)."""
-    progress.finish.remote(tracker.counts(), tracker.failures, Outcome.FAILED.value, str(err))
+    progress.finish.remote(tracker.counts(), tracker.samples, Outcome.FAILED.value, str(err))

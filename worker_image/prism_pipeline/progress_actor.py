@@ -40,6 +40,10 @@ class ProgressState:
         with self._lock:
             self.report.add(counts, failures)
 
+    def listed(self, files_total: int, complete: bool) -> None:
+        with self._lock:
+            self.report.listed(files_total, complete)
+
     def finish(self, totals: Counts, failures: list[FailedFile], outcome: str | None = None,
                message: str = "") -> None:
         with self._lock:
@@ -126,6 +130,10 @@ class ProgressActor:
 
     def add(self, counts: Counts, failures: list[FailedFile] = ()) -> None:
         self.state.add(counts, failures)
+
+    def listed(self, files_total: int, complete: bool) -> None:
+        """The listing so far: files_total grows page by page; complete once it reached the end."""
+        self.state.listed(files_total, complete)
 
     def finish(self, totals: Counts, failures: list[FailedFile], outcome: str | None = None,
                message: str = "") -> None:

@@ -1,8 +1,10 @@
 """The read+decode stage: each file is fetched, hashed and decoded exactly once, in a Ray task.
 
-Input rows are the driver's listing ({uri, size, prev_hash}); output rows are items (see rows.py),
-yielded in batches of at most ITEMS_PER_BATCH as the decoder produces them, so a long video never
-holds all its frames in memory. A file that cannot be read or decoded becomes one "failed" row
+Input rows are the driver's listing ({uri, size, prev_hash}), a block of files per call (feed.py
+groups small files, so they share a task's fixed cost); output rows are items (see rows.py), yielded
+in batches of at most ITEMS_PER_BATCH rows as the decoder produces them, so a long video never holds
+all its frames in memory. The rows of consecutive small files share a batch: one batch, one
+progress call and one pickled block carry many one-item files. A file that cannot be read or decoded becomes one "failed" row
 (never an exception that kills the job): an unsupported extension or a listed size over
 spec.source.maxFileBytes fails it before any fetch. A file whose bytes hash to the content hash
 already recorded for it (incremental) becomes one "skipped" row without being decoded.
@@ -57,16 +59,23 @@ def read_decode(batch: dict[str, np.ndarray], *, source: dict, preprocess: dict,
     src = SourceSpec.model_validate(source)
     pre = Preprocess.model_validate(preprocess)
     extractors = _per_file_extractors(per_file)
+    ready: list[dict[str, Any]] = []
+    started = time.process_time()
     for uri, size, prev_hash in zip(batch["uri"], batch["size"], batch["prev_hash"], strict=True):
-        file_rows = read_file(str(uri), int(size), prev_hash or None, src, pre, extractors)
-        while True:
-            started = time.process_time()
-            rows = next(file_rows, None)
-            if rows is None:
-                break
-            if progress is not None:  # fire-and-forget, once per batch, never awaited
-                progress.add.remote(_counts(rows, extractors, time.process_time() - started))
-            yield R.to_batch(rows)
+        for rows in read_file(str(uri), int(size), prev_hash or None, src, pre, extractors):
+            ready += rows
+            if len(ready) >= ITEMS_PER_BATCH:
+                yield _hand_on(ready, extractors, progress, time.process_time() - started)
+                ready, started = [], time.process_time()
+    if ready:
+        yield _hand_on(ready, extractors, progress, time.process_time() - started)
+
+
+def _hand_on(rows: list[dict[str, Any]], extractors: list[Extractor], progress: Any,
+             cpu_seconds: float) -> dict[str, np.ndarray]:
+    if progress is not None:  # fire-and-forget, once per batch, never awaited
+        progress.add.remote(_counts(rows, extractors, cpu_seconds))
+    return R.to_batch(rows)
 
 
 def _counts(rows: list[dict[str, Any]], extractors: list[Extractor], cpu_seconds: float) -> Counts:

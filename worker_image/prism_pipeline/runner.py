@@ -207,7 +207,7 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
     except OSError as err:
         ledger_error = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
     print(summary(result))
-    if result.failures and not ledger_error:
+    if result.tracker.totals.files_failed and not ledger_error:
         print(f"\n  Failure ledger: {ledger}")
     if ledger_error:
         verdict = "succeeded" if result.ok else "failed"
@@ -215,7 +215,7 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
               f"{ledger_error}; its points are in collection {result.collection!r} (the summary above lists "
               "the first failures); fix the path or pass --state-dir", file=sys.stderr)
     if print_ledger:
-        for f in result.failures:
+        for f in result.tracker.iter_failures():
             print(f.to_line())
     if result.stopped is not None:
         print(f"prism: job {name} {result.stopped.message}", file=sys.stderr)
@@ -223,8 +223,8 @@ def _run(job: ExtractionJob, bar, attach, *, state_dir: str | Path, progress_por
         from prism_pipeline.sink.embedded import close_embedded
 
         close_embedded(state_dir)
-    report = OutcomeReport(result.outcome, result.message, len(result.failures),
-                           tuple(result.failures[:MAX_FAILURE_SAMPLES]))
+    report = OutcomeReport(result.outcome, result.message, result.tracker.totals.files_failed,
+                           tuple(result.tracker.samples[:MAX_FAILURE_SAMPLES]))
     return _Ran(report, result.stopped.signum if result.stopped else None, ledger_error)
 
 

@@ -155,12 +155,12 @@ class Sink:
         """Every file the collection has a record of, sorted."""
         return file_records.recorded_uris(self._client, self.collection, self._attempts)
 
-    def delete_missing(self, listed: Sequence[str]) -> int:
+    def delete_missing(self, listed: Sequence[str] | set[str]) -> int:
         """spec.deletedFiles Delete: drop the points and records of every recorded file not in `listed`;
         how many files. An empty listing deletes nothing (a missing mount must not wipe a collection)."""
         if not listed:
             return 0
-        keep = set(listed)
+        keep = listed if isinstance(listed, set | frozenset) else set(listed)
         gone = [uri for uri in self.recorded_uris() if uri not in keep]
         file_records.delete_files(self._client, self.collection, gone, self._attempts)
         return len(gone)

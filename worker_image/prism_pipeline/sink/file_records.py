@@ -1,8 +1,8 @@
 """File records for incremental runs, in `<collection>__prism_files`.
 
-When every item of a file is written, the driver records the file: {uri, content_hash, items,
-run_key}, with id uuid5(uri), so the next run looks the records up by id for every listed uri
-(batched retrieves, no scan). A file whose content changed gets its old points deleted once its new
+When every item of a file is written, the driver records the file: {uri, content_hash, fingerprint,
+items, run_key}, with id uuid5(uri), so the next run looks the records up by id, a listing page at a
+time (one retrieve per page, no scan). A file whose content changed gets its old points deleted once its new
 points are written (its points' ids derive from the content hash, so they differ).
 
 A file that failed although every item came through (an extractor failed on one of its items) is
@@ -22,9 +22,11 @@ from prism_api.conventions import files_collection
 
 from .retries import ATTEMPTS, call_with_retries
 
-RETRIEVE_CHUNK = 256
+RETRIEVE_CHUNK = 1000  # ids per retrieve: one listing page
+DELETE_CHUNK = 256
 SCROLL_PAGE = 1024
 FAILED_STAGE = "failed_stage"  # on the record of a file that failed: where (an extractor's name, decode)
+FINGERPRINT = "fingerprint"    # the listing's version of the file (sources.FileRef.fingerprint)
 
 
 def record_id(uri: str) -> str:
@@ -50,20 +52,24 @@ def read_records(client: Any, collection: str, uris: list[str],
 
 def write_records(client: Any, collection: str, files: Sequence[tuple], run_key: str,
                   attempts: int = ATTEMPTS) -> None:
-    """Record files whose points are written: (uri, content_hash, item count[, failed stage])."""
+    """Record files whose points are written: (uri, content_hash, item count[, failed stage[,
+    fingerprint]]), as ledger.Written carries them."""
     from qdrant_client import models as qm
 
     if not files:
         return
-    points = [qm.PointStruct(id=record_id(f[0]), vector={}, payload=_record(run_key, *f)) for f in files]
+    points = [qm.PointStruct(id=record_id(f[0]), vector={}, payload=_record(run_key, *f[:5])) for f in files]
     call_with_retries(lambda: client.upsert(files_collection(collection), wait=True, points=points),
                       f"recording {len(points)} finished files", attempts=attempts)
 
 
-def _record(run_key: str, uri: str, content_hash: str, items: int, failed_stage: str = "") -> dict[str, Any]:
+def _record(run_key: str, uri: str, content_hash: str, items: int, failed_stage: str = "",
+            fingerprint: str = "") -> dict[str, Any]:
     record = {"uri": uri, "content_hash": content_hash, "items": items, "run_key": run_key}
     if failed_stage:
         record[FAILED_STAGE] = failed_stage
+    if fingerprint:
+        record[FINGERPRINT] = fingerprint
     return record
 
 
@@ -99,8 +105,8 @@ def delete_files(client: Any, collection: str, uris: Sequence[str], attempts: in
     in chunks, points first, so a crash leaves records the next run deletes again."""
     from qdrant_client import models as qm
 
-    for start in range(0, len(uris), RETRIEVE_CHUNK):
-        chunk = list(uris[start:start + RETRIEVE_CHUNK])
+    for start in range(0, len(uris), DELETE_CHUNK):
+        chunk = list(uris[start:start + DELETE_CHUNK])
         selector = qm.FilterSelector(filter=qm.Filter(
             must=[qm.FieldCondition(key=PP.URI, match=qm.MatchAny(any=chunk))]))
         call_with_retries(lambda s=selector: client.delete(collection, wait=True, points_selector=s),

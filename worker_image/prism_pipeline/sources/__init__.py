@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
@@ -20,12 +20,14 @@ from prism_api import SourceSpec
 from prism_api.failed_file import FailedFile
 from prism_api.globs import compile_globs
 
-from .local_files import list_local, read_local
+from .local_files import iter_local, read_local
 from .refs import FileRef, ReadError, SourceError, check_size
-from .remote import filesystem, list_remote, read_remote
+from .remote import filesystem, iter_remote, read_remote
 
-__all__ = ["Fetched", "FileRef", "Listing", "ReadError", "SourceError", "check_size", "compile_globs", "list_files",
-           "list_source", "open_file", "read_bytes", "split_uri"]
+__all__ = ["Fetched", "FileRef", "Listing", "ReadError", "SourceError", "check_size", "compile_globs", "iter_source",
+           "list_files", "list_source", "open_file", "read_bytes", "split_uri"]
+
+LISTING_PAGE = 1000  # files per page of a streamed listing (an S3 ListObjectsV2 page holds 1,000 keys)
 
 T = TypeVar("T")
 
@@ -34,7 +36,7 @@ REMOTE_SCHEMES = ("s3", "gs")
 
 @dataclass
 class Listing:
-    """What a listing found: the files to process (sorted by uri), and the entries it could not
+    """What a listing (or one page of it) found: the files to process, and the entries it could not
     list (stage "list"): a file whose name is not valid UTF-8 (no uri could carry it through the
     pipeline and the sink), a folder it may not read. Each of those counts as one failed file."""
 
@@ -42,9 +44,11 @@ class Listing:
     failures: list[FailedFile]
 
 
-def list_source(source: SourceSpec) -> Listing:
-    """Every file under `source.uri` that matches include and not exclude, sorted by uri, and the
-    entries that could not be listed. Raises SourceError when the source itself cannot be listed.
+def iter_source(source: SourceSpec, page_size: int = LISTING_PAGE) -> Iterator[Listing]:
+    """The source's files as they are listed, in pages of at most `page_size` files (a page may also
+    carry entries that could not be listed, and may hold no file). Nothing is held beyond one page:
+    a million-file source streams in bounded memory. Raises SourceError when the source cannot be
+    listed: before the first page, or at any later page (a listing that breaks off mid-way).
 
     Hidden files and folders (a path part starting with '.': .DS_Store, .git/, ._resource forks)
     are never listed: they are not media, and each would count as a failed file.
@@ -52,10 +56,26 @@ def list_source(source: SourceSpec) -> Listing:
     match = compile_globs(source.include, source.exclude)
     scheme, path = split_uri(source.uri)
     failures: list[FailedFile] = []
-    if scheme is None:
-        refs = list_local(path, source.uri, match, failures.append)
-    else:
-        refs = list_remote(scheme, path, source, match)
+    found = iter_local(path, source.uri, match, failures.append) if scheme is None else \
+        iter_remote(scheme, path, source, match)
+    refs: list[FileRef] = []
+    for ref in found:
+        refs.append(ref)
+        if len(refs) >= page_size or len(failures) >= page_size:
+            yield Listing(refs, failures)
+            refs, failures = [], []
+    yield Listing(refs, failures)
+
+
+def list_source(source: SourceSpec) -> Listing:
+    """Every file under `source.uri` that matches include and not exclude, sorted by uri, and the
+    entries that could not be listed: `iter_source`'s pages in one Listing (small sources, tools and
+    tests; a job streams the pages). Raises SourceError when the source itself cannot be listed."""
+    refs: list[FileRef] = []
+    failures: list[FailedFile] = []
+    for page in iter_source(source):
+        refs += page.refs
+        failures += page.failures
     return Listing(sorted(refs, key=lambda ref: ref.uri), sorted(failures, key=lambda f: f.uri))
 
 

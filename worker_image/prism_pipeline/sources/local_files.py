@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from prism_api.failed_file import FailedFile
@@ -16,18 +16,31 @@ LIST_STAGE = "list"  # the failure ledger's stage for entries the listing could 
 
 def list_local(root: str, uri: str, match: Callable[[str], bool],
                unlisted: Callable[[FailedFile], None] | None = None) -> list[FileRef]:
+    """Every file of `iter_local`, in one list."""
+    return list(iter_local(root, uri, match, unlisted))
+
+
+def local_fingerprint(st: os.stat_result) -> str:
+    """A local file's version as the listing sees it: size and modification time (ns)."""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def iter_local(root: str, uri: str, match: Callable[[str], bool],
+               unlisted: Callable[[FailedFile], None] | None = None) -> Iterator[FileRef]:
     """The regular files under `root` that `match` their path relative to it. An entry that cannot
     be carried or listed goes to `unlisted` as a failed file (stage "list") and the listing goes on:
     a file name that is not valid UTF-8 (every uri is text in the pipeline, the sink and the
     ledger), a subfolder this process may not read. Without `unlisted` they are left out. Raises
-    SourceError when `root` itself cannot be listed."""
+    SourceError when `root` itself cannot be listed. A generator: files come folder by folder (each
+    folder's entries sorted), as they are listed, so a huge tree starts flowing at once."""
     report = unlisted or (lambda failure: None)
     if os.path.isfile(root):
-        return [FileRef(root, os.path.getsize(root))] if match(os.path.basename(root)) else []
+        if match(os.path.basename(root)):
+            yield FileRef(root, os.path.getsize(root), local_fingerprint(os.stat(root)))
+        return
     if not os.path.isdir(root):
         raise SourceError(f"spec.source.uri: {uri!r} does not exist (resolved to {root}); "
                           "point it at a directory or file that this process can read")
-    refs: list[FileRef] = []
 
     def on_error(err: OSError) -> None:
         if os.path.normpath(str(err.filename)) == os.path.normpath(root):
@@ -39,7 +52,7 @@ def list_local(root: str, uri: str, match: Callable[[str], bool],
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
+        for name in sorted(filenames):
             if name.startswith("."):
                 continue
             full = os.path.join(dirpath, name)
@@ -57,8 +70,7 @@ def list_local(root: str, uri: str, match: Callable[[str], bool],
                 report(FailedFile(shown, LIST_STAGE, f"{shown}: the file name is not valid UTF-8 (shown with "
                                   "\\x escapes); rename it to UTF-8 (for example with convmv) to process it"))
                 continue
-            refs.append(FileRef(full, st.st_size))
-    return refs
+            yield FileRef(full, st.st_size, local_fingerprint(st))
 
 
 def printable(path: str) -> str:

@@ -10,10 +10,14 @@ READ_CHUNK = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class FileRef:
-    """One file to process. `uri` is absolute: s3://bucket/key, gs://bucket/key or a local path."""
+    """One file to process. `uri` is absolute: s3://bucket/key, gs://bucket/key or a local path.
+    `fingerprint` is what the listing says about the file's version without reading it (local: size
+    and modification time in ns; S3: the ETag; GCS: the generation): an incremental run skips a file
+    whose fingerprint and extractors match its record, reading no byte of it. Empty when unknown."""
 
     uri: str
     size: int
+    fingerprint: str = ""
 
 
 class SourceError(Exception):

@@ -5,7 +5,7 @@ S3 clients come from prism_pipeline.s3, the factory s3:// models use too."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import BinaryIO
 
@@ -18,13 +18,34 @@ from .refs import READ_CHUNK, FileRef, ReadError, SourceError
 _LIST_REQUEST_TIMEOUT = 30.0
 
 
+# Keys per S3 ListObjectsV2 page (the service's maximum).
+S3_PAGE_KEYS = 1000
+
+
 def list_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str], bool]) -> list[FileRef]:
+    """Every object of `iter_remote`, in one list."""
+    return list(iter_remote(scheme, path, source, match))
+
+
+def iter_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str], bool]) -> Iterator[FileRef]:
+    """The objects under `path` that `match`, as they are listed. s3://: one ListObjectsV2 page at a
+    time (1,000 keys), each page's objects yielded before the next page is asked for, so the first
+    files flow after one request whatever the bucket's size. gs://: gcsfs has no public page
+    iterator, so the listing is read whole first (then yielded)."""
     if not path or path.startswith("/"):
         raise SourceError(f"spec.source.uri: {source.uri!r} names no bucket; use {scheme}://bucket/prefix/")
     fs = filesystem(scheme, source, min(source.read_timeout_seconds, _LIST_REQUEST_TIMEOUT))
     fs.invalidate_cache()  # a long-lived driver must see objects written since the last listing
+    entries = _s3_pages(fs, path) if scheme == "s3" else _gcs_entries(fs, path)
     try:
-        found = fs.find(path, detail=True)
+        for key, size, fingerprint in entries:
+            if key.endswith("/"):
+                continue  # "folder" marker objects hold no data
+            rel = key[len(path) + 1:] if key.startswith(path + "/") else key.rsplit("/", 1)[-1]
+            if match(rel) and not any(part.startswith(".") for part in rel.split("/")):
+                yield FileRef(f"{scheme}://{key}", size, fingerprint)
+    except SourceError:
+        raise
     except FileNotFoundError as err:
         raise SourceError(f"spec.source.uri: {source.uri!r} not found ({err}); check the bucket name") from err
     except PermissionError as err:
@@ -32,14 +53,44 @@ def list_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str
                           "credentials in spec.source.secretRef list/read permission on it") from err
     except Exception as err:  # botocore/aiohttp errors carry no common base class
         raise SourceError(_remote_hint(scheme, source, f"cannot list {source.uri!r}: {err}")) from err
-    refs = []
-    for key, info in found.items():
-        if info.get("type") == "directory" or key.endswith("/"):
-            continue  # "folder" marker objects hold no data
-        rel = key[len(path) + 1:] if key.startswith(path + "/") else key.rsplit("/", 1)[-1]
-        if match(rel) and not any(part.startswith(".") for part in rel.split("/")):
-            refs.append(FileRef(f"{scheme}://{key}", int(info.get("size") or 0)))
-    return refs
+
+
+def _s3_pages(fs, path: str) -> Iterator[tuple[str, int, str]]:
+    """(key, size, fingerprint) page by page: ListObjectsV2 through s3fs's client (its timeouts and
+    bounded retries). The fingerprint is the ETag. `path` names a prefix or a single object."""
+    from fsspec.asyn import sync
+
+    bucket, _, prefix = path.partition("/")
+    token = None
+    found = False
+    while True:
+        kwargs = {"Bucket": bucket, "Prefix": prefix + "/" if prefix else "", "MaxKeys": S3_PAGE_KEYS}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = sync(fs.loop, fs._call_s3, "list_objects_v2", **kwargs)
+        for obj in page.get("Contents", []):
+            found = True
+            yield f"{bucket}/{obj['Key']}", int(obj.get("Size") or 0), "etag:" + str(obj.get("ETag", "")).strip('"')
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if not token:
+            break
+    if not found and prefix:  # the uri may name one object rather than a prefix
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            return
+        if info.get("type") != "directory":
+            yield path, int(info.get("size") or 0), "etag:" + str(info.get("ETag", "")).strip('"')
+
+
+def _gcs_entries(fs, path: str) -> Iterator[tuple[str, int, str]]:
+    """(key, size, fingerprint) of every object: gcsfs's find, read whole. The fingerprint is the
+    object's generation (a new one on every write), else its md5."""
+    for key, info in fs.find(path, detail=True).items():
+        if info.get("type") == "directory":
+            continue
+        version = info.get("generation") or info.get("md5Hash") or ""
+        yield key, int(info.get("size") or 0), f"gen:{version}" if version else ""
 
 
 def _remote_hint(scheme: str, source: SourceSpec, what: str) -> str:
