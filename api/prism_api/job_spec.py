@@ -490,7 +490,10 @@ class ExtractionJobSpec(PrismModel):
                           "false again resumes with a new attempt (mutable).")
     incremental: bool = Field(
         default=True,
-        description="Skip files whose content hash and extractor versions are already in the sink.",
+        description="Skip files already recorded in the sink with the same extractor versions: a file whose "
+        "listing fingerprint (local size + modification time, S3 ETag, GCS generation) matches its record is "
+        "skipped without being read; one whose fingerprint changed is read, hashed, and skipped without a decode "
+        "when its content hash matches. false extracts every file again (prism run --full).",
     )
     deleted_files: Literal["Keep", "Delete"] = Field(
         default="Keep",
