@@ -120,6 +120,12 @@ class PrismRun:
     first_item_from_process_s: float | None = None
     first_item_from_job_s: float | None = None
     listing_complete_from_process_s: float | None = None
+    # from the job's start: the first scrape with bytes read / decodes > 0 (the read stage's first
+    # block), with items > 0 (an extractor's first batch), with files done > 0 (the sink's first write)
+    first_read_from_job_s: float | None = None
+    first_items_from_job_s: float | None = None
+    first_done_from_job_s: float | None = None
+    listing_complete_from_job_s: float | None = None
     files_total_max: float = 0.0
     cpu_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -182,6 +188,17 @@ def run_prism(manifest: Path, state_dir: Path, *, env: dict[str, str] | None = N
                 run.first_item_from_process_s = now - started
                 if run.job_start_unix:
                     run.first_item_from_job_s = time.time() - run.job_start_unix
+            if run.job_start_unix:
+                since = time.time() - run.job_start_unix
+                if run.first_read_from_job_s is None and (m.get("prism_bytes_read_total", 0) > 0
+                                                          or m.get("prism_decodes_total", 0) > 0):
+                    run.first_read_from_job_s = since
+                if run.first_items_from_job_s is None and m.get("prism_items_total", 0) > 0:
+                    run.first_items_from_job_s = since
+                if run.first_done_from_job_s is None and m.get("prism_files_done_total", 0) > 0:
+                    run.first_done_from_job_s = since
+                if run.listing_complete_from_job_s is None and m.get("prism_listing_complete", 0) >= 1:
+                    run.listing_complete_from_job_s = since
             if run.listing_complete_from_process_s is None and m.get("prism_listing_complete", 0) >= 1:
                 run.listing_complete_from_process_s = now - started
             if finished_unix is None and m.get("prism_pipeline_finished", 0) >= 1:
