@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from prism_api import ExtractionJobSpec  # noqa: E402
 from prism_pipeline.pipeline import run_job  # noqa: E402
 from prism_pipeline.runner import cpus_needed, quiet_ray_data  # noqa: E402
+from prism_pipeline.sink.embedded import close_embedded  # noqa: E402
 from tests.extractors.tiny_models import clip  # noqa: E402
 
 MEDIA = ROOT / "examples" / "media"
@@ -78,6 +79,7 @@ def spec(media: Path, collection: str, extractors: list[dict]) -> ExtractionJobS
 def timed(name: str, job: ExtractionJobSpec, state: Path) -> tuple[float, int]:
     started = time.monotonic()
     result = run_job(name, job, state_dir=state)
+    close_embedded(state)  # flushed and closed while its folder exists (the temp dir goes at the end)
     if not result.ok:
         raise SystemExit(f"{name} failed: {result.message}")
     return time.monotonic() - started, result.tracker.totals.decodes
