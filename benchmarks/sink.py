@@ -8,7 +8,8 @@ embedded mode (the local store `prism run` uses), side by side in one run.
 - sink (serial): the same, plus `build_points` (ids, named vectors, payload from item rows) in the
   same thread: an upper bound of the sink's total cost;
 - direct: the same PointStruct objects, prebuilt outside the timer, upserted with
-  `QdrantClient.upsert(..., wait=True)` in chunks of the same size into a fresh store.
+  the embedded store's own `upsert(..., wait=True)` (`embedded_client`, no Sink) in chunks of the
+  same size into a fresh store.
 
     .venv/bin/python benchmarks/sink.py [--points 10000] [--repeats 3]
 """
@@ -33,7 +34,7 @@ from prism_api import ExtractorSpec, QdrantSink  # noqa: E402
 from prism_pipeline import rows as R  # noqa: E402
 from prism_pipeline.extractors import build_all  # noqa: E402
 from prism_pipeline.sink import Sink, point_fields  # noqa: E402
-from prism_pipeline.sink.embedded import build_points, close_embedded  # noqa: E402
+from prism_pipeline.sink.embedded import build_points, close_embedded, embedded_client  # noqa: E402
 
 DIM = 384
 STREAM_BATCH = 1024  # rows per Ray Data batch reaching the sink stage
@@ -63,7 +64,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="sink.batchSize")
     args = parser.parse_args()
 
-    from qdrant_client import QdrantClient
 
     extractors = build_all([ExtractorSpec(name="text", kind="text-embedding"),
                             ExtractorSpec(name="faces", kind="face-detection")])
@@ -91,14 +91,13 @@ def main() -> None:
     def direct(state: Path) -> float:
         sink = Sink(spec, extractors, state)
         sink.prepare()  # the same collection set-up, outside the timer
-        close_embedded(state)
-        client = QdrantClient(path=str(state / "qdrant"))
+        client = embedded_client(state)  # the store `prism run` writes (qdrant-edge), without the Sink
         started = time.perf_counter()
         for i in range(0, len(points_for_direct), args.batch_size):
             client.upsert("bench", points=points_for_direct[i:i + args.batch_size], wait=True)
         elapsed = time.perf_counter() - started
         assert client.count("bench", exact=True).count == args.points
-        client.close()
+        close_embedded(state)
         return elapsed
 
     driver_times, serial_times, direct_times = [], [], []

@@ -121,6 +121,6 @@ def test_search_warns_when_the_model_version_differs(tmp_path):
 def test_search_errors_exit_one_with_the_reason(tmp_path):
     result = prism("search", "x", "--collection", "docs", "--state-dir", str(tmp_path / "none"))
     assert result.returncode == 1
-    assert result.stderr == (f"prism search: no embedded store under {tmp_path / 'none'}/qdrant; "
+    assert result.stderr == (f"prism search: no embedded store under {tmp_path / 'none'}; "
                              "run `prism run job.yaml` first (or pass --state-dir)\n")
     assert not (tmp_path / "none").exists()

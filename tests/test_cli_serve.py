@@ -73,7 +73,7 @@ def test_serve_refuses_a_reserved_collection_naming_the_flag(tmp_path):
 def test_serve_without_a_store_says_run_first(tmp_path):
     result = prism("serve", "--collection", "docs", "--state-dir", str(tmp_path / "none"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"no embedded store under {tmp_path / 'none'}/qdrant; run `prism run job.yaml` first" in result.stderr
+    assert f"no embedded store under {tmp_path / 'none'}; run `prism run job.yaml` first" in result.stderr
     assert not (tmp_path / "none").exists()  # nothing created, no Ray started
 
 

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"prism collections: {err}", file=sys.stderr)
         return FAILED
     except SinkWriteError as err:  # the server unreachable, a request refused after retries
-        where = args.url or f"the embedded store under {args.state_dir}/qdrant"
+        where = args.url or f"the embedded store under {args.state_dir}"
         print(f"prism collections: {where}: {err}", file=sys.stderr)
         return FAILED
 
@@ -77,7 +77,7 @@ def _open(args: argparse.Namespace) -> Any:
     try:
         return Sink.open_existing(getattr(args, "name", ""), url=args.url, state_dir=args.state_dir)
     except StoreMissingError as err:
-        raise _Stop(f"no embedded store under {args.state_dir}/qdrant; run `prism run job.yaml` first "
+        raise _Stop(f"no embedded store under {args.state_dir}; run `prism run job.yaml` first "
                     "(or pass --state-dir, or --url for a server)", USAGE) from err
 
 

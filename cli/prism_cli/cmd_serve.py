@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 str(e["loc"][0]) if e["loc"] else "", "")
             print(f"prism serve: {flag + ': ' if flag else ''}{e['msg']}", file=sys.stderr)
         return 2
-    if not args.url and not (Path(args.state_dir) / "qdrant").is_dir():
-        print(f"prism serve: no embedded store under {args.state_dir}/qdrant; run `prism run job.yaml` first "
+    if not args.url and not any((Path(args.state_dir) / d).is_dir() for d in ("qdrant-edge", "qdrant")):
+        print(f"prism serve: no embedded store under {args.state_dir}; run `prism run job.yaml` first "
               "(or pass --state-dir, or --url for a Qdrant server)", file=sys.stderr)
         return 1
     import logging

@@ -39,7 +39,7 @@ def test_search_releases_the_store(state):
 def test_a_missing_store_is_named_and_not_created(tmp_path):
     with pytest.raises(SearchError) as err:
         search("x", "docs", state_dir=tmp_path / "nowhere")
-    assert str(err.value) == (f"no embedded store under {tmp_path / 'nowhere'}/qdrant; run `prism run job.yaml` "
+    assert str(err.value) == (f"no embedded store under {tmp_path / 'nowhere'}; run `prism run job.yaml` "
                               "first (or pass --state-dir)")
     assert not (tmp_path / "nowhere").exists()
 

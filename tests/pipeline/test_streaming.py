@@ -123,17 +123,18 @@ def test_the_first_files_are_fed_before_the_listing_ends(ray_session, tmp_path):
         lister.start()
         try:
             assert lister.feeding.wait(60)
-            block = lister.queue.get(timeout=60)
-            assert block["uri"][:2] == ["/nowhere/0.txt", "/nowhere/1.txt"] and len(block["uri"]) == feed.FILES_PER_BLOCK
+            firsts = [lister.queue.get(timeout=60) for _ in range(7)]
+            assert [len(b["uri"]) for b in firsts] == [1, 2, 4, 8, 16, 32, 37], "slow start, then the page's rest"
+            assert firsts[0]["uri"] == ["/nowhere/0.txt"] and firsts[1]["uri"][0] == "/nowhere/1.txt"
             assert not lister.done.is_set() and tracker.files_total == 100 and tracker.in_stream == 100
             import ray
 
             report = ray.get(progress.snapshot.remote(), timeout=30)
             assert (report.files_total, report.listing_complete) == (100, False)
             gate.set()
-            blocks = [lister.queue.get(timeout=60) for _ in range(3)]
-            assert [len(b["uri"]) for b in blocks[:2]] == [100 - feed.FILES_PER_BLOCK, 50]
-            assert blocks[2] is None, "the end of the stream"
+            blocks = [lister.queue.get(timeout=60) for _ in range(2)]
+            assert len(blocks[0]["uri"]) == 50, "full blocks after the slow start"
+            assert blocks[1] is None, "the end of the stream"
             assert lister.done.wait(30) and lister.complete and lister.sent == 150
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -154,6 +155,8 @@ def test_blocks_group_small_files_and_keep_large_ones_apart():
     sizes = [len(b["uri"]) for b in feed.blocks(rows)]
     assert sizes == [5, 1, 64, 61]
     assert [b["uri"] for b in feed.blocks(rows)][1] == ["/video"]
+    slow_start = feed.Blocker(files=64, first=1)
+    assert [len(b["uri"]) for b in slow_start.split(rows)] == [1, 2, 2, 1, 16, 32, 64, 13]
     photos = [{"uri": f"/p{i}", "size": 1_500_000, "prev_hash": ""} for i in range(10)]
     assert [len(b["uri"]) for b in feed.blocks(photos)] == [2, 2, 2, 2, 2], "a few MB per block: decodes stay parallel"
 

@@ -46,6 +46,7 @@ class Lister(threading.Thread):
         self.complete = False        # the listing reached its end
         self.error: ListingError | None = None
         self.queue: Any = None       # the feed, once a file needs work
+        self._blocker = feed.Blocker()
         self.feeding = threading.Event()  # the queue exists: the stream can start
         self.done = threading.Event()     # the thread ended (complete, failed or stopped)
         self.stop = threading.Event()     # set by the driver: stop listing and feeding
@@ -92,7 +93,7 @@ class Lister(threading.Thread):
             if self.queue is None:
                 self.queue = feed.make_queue()
                 self.feeding.set()
-            for block in feed.blocks(work):
+            for block in self._blocker.split(work):
                 if not self._put(block):
                     return
             self.sent += len(work)

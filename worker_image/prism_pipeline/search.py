@@ -19,6 +19,7 @@ from prism_api import point_payload as PP
 from prism_api.search_service import SearchFilter
 from prism_pipeline.extractors.base import NoTextQuery
 from prism_pipeline.sink import Sink, SinkWriteError, StoreBusyError, StoreMissingError
+from prism_pipeline.sink.embedded import copy_store
 
 # The kinds a text query can be embedded by, in the order the default vector is chosen.
 QUERY_KINDS = ("text-embedding", "image-embedding")
@@ -92,7 +93,7 @@ def open_collection(collection: str, *, state_dir: str | Path = ".prism", url: s
     try:
         return Sink.open_existing(collection, url=url, state_dir=state_dir)
     except StoreMissingError as err:
-        raise SearchError(f"no embedded store under {state_dir}/qdrant; run `prism run job.yaml` first "
+        raise SearchError(f"no embedded store under {state_dir}; run `prism run job.yaml` first "
                           "(or pass --state-dir)") from err
     except StoreBusyError as err:
         raise SearchError(str(err)) from err
@@ -111,11 +112,11 @@ class _ReadOnlyCopy(Sink):
     def of(cls, collection: str, state_dir: Path, why: OSError) -> Sink:
         copy = Path(tempfile.mkdtemp(prefix="prism-search-"))
         try:
-            shutil.copytree(state_dir / "qdrant", copy / "qdrant", ignore=shutil.ignore_patterns(".lock"))
+            copy_store(state_dir, copy)
             sink = cls.open_existing(collection, state_dir=copy)
         except Exception as err:
             shutil.rmtree(copy, ignore_errors=True)
-            raise SearchError(f"the embedded store under {state_dir}/qdrant is read-only ({why.strerror}) and "
+            raise SearchError(f"the embedded store under {state_dir} is read-only ({why.strerror}) and "
                               f"could not be copied to read it ({type(err).__name__}: {err}); copy the state "
                               "dir somewhere writable and pass --state-dir") from err
         sink._copy = copy

@@ -1,7 +1,7 @@
 """The Qdrant sink, one object for the driver, incremental runs and search.
 
 Two modes, chosen by spec.sink.qdrant.url: server mode (a pool of writer actors upserts over HTTP,
-sink/server.py) and embedded mode (the local store under <state dir>/qdrant that `prism run` uses;
+sink/server.py) and embedded mode (the local store under <state dir>/qdrant-edge that `prism run` uses;
 the driver is its single writer, sink/embedded.py). Callers see only `Sink`'s methods; the Qdrant
 client stays inside.
 """
@@ -72,7 +72,7 @@ class Sink:
         there is none (StoreMissingError), and its close() releases the store's lock, so a `prism run`
         can open it next. The name and url are taken as given: the lookups say what is wrong."""
         if not url and not embedded.store_exists(state_dir):
-            raise StoreMissingError(f"no embedded store under {state_dir}/qdrant")
+            raise StoreMissingError(f"no embedded store under {state_dir}")
         spec = QdrantSink.model_construct(collection=collection, url=url, timeout_seconds=READ_TIMEOUT_S)
         sink = cls(spec, (), state_dir)
         sink._release_store = not url
