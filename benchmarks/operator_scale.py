@@ -251,6 +251,7 @@ def _controlplane():
 
     spec = importlib.util.spec_from_file_location("prism_controlplane", ROOT / "scripts" / "cluster" / "controlplane.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -317,14 +318,21 @@ class Admin:
         extra = dict(headers or {})
         if merge:
             extra["Content-Type"] = "application/merge-patch+json"
-        for attempt in range(5):  # bounded: a 429/5xx under load is retried, anything else fails the run
-            async with self.limit, self.session.request(method, self.server + path, json=body, headers=extra) as r:
-                text = await r.text()
-                if r.status < 300:
-                    return json.loads(text) if text else {}
-                if r.status not in (429, 500, 503, 504) or attempt == 4:
-                    raise SystemExit(f"{method} {path}: HTTP {r.status}: {text[:300]}")
-            await asyncio.sleep(0.5 * (attempt + 1))
+        import aiohttp
+
+        for attempt in range(6):  # bounded: a 409 on a retried create is done; 429/5xx/disconnects are retried
+            try:
+                async with self.limit, self.session.request(method, self.server + path, json=body,
+                                                            headers=extra) as r:
+                    text = await r.text()
+                    if r.status < 300 or (r.status == 409 and method == "POST" and attempt):
+                        return json.loads(text) if text else {}
+                    if r.status not in (429, 500, 503, 504) or attempt == 5:
+                        raise SystemExit(f"{method} {path}: HTTP {r.status}: {text[:300]}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt == 5:
+                    raise SystemExit(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            await asyncio.sleep(1.0 * (attempt + 1))
         return {}
 
     async def names(self, api: str, plural: str) -> list[str]:
@@ -413,9 +421,16 @@ async def run_real(jobs: int, interval: float, window: float, timeout: float, po
             str(Path(sys.executable).parent / "prism"), "operator", "--liveness", "none",
             env=env, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         admin = Admin(lay.server, token, root / "pki" / "ca.crt")
-        await asyncio.sleep(5)  # kopf logs in, lists and starts watching
-        if operator.returncode is not None:
-            raise SystemExit(f"the operator exited ({operator.returncode}); its log: {root / 'operator.log'}")
+
+        async def watching() -> bool:  # kopf has listed and watches every resource it serves (audit log)
+            if operator.returncode is not None:
+                raise SystemExit(f"the operator exited ({operator.returncode}); its log: {root / 'operator.log'}")
+            text = audit_log.read_text(errors="replace") if audit_log.exists() else ""
+            started = {json.loads(line).get("objectRef", {}).get("resource") for line in text.splitlines()
+                       if '"verb":"watch"' in line and '"stage":"ResponseStarted"' in line}
+            return {"extractionjobs", "rayclusters", "rayjobs", "pods"} <= started
+
+        await _poll("the operator's watches", watching, 120, every=0.5)
 
         path = f"/apis/{PRISM}/namespaces/{NAMESPACE}/extractionjobs"
         t0 = time.monotonic()
@@ -423,8 +438,9 @@ async def run_real(jobs: int, interval: float, window: float, timeout: float, po
         created_s = time.monotonic() - t0
 
         async def children_exist() -> bool:
-            return (len(await admin.names(RAY, "rayclusters")) >= jobs
-                    and len(await admin.names(RAY, "rayjobs")) >= jobs)
+            counts = len(await admin.names(RAY, "rayclusters")), len(await admin.names(RAY, "rayjobs"))
+            print(f"[bench] {time.monotonic() - t0:.1f}s: children {counts}", file=sys.stderr)
+            return min(counts) >= jobs
 
         await _poll("every job's RayCluster and RayJob", children_exist, timeout, every=1.0)
         children_s = time.monotonic() - t0
@@ -441,11 +457,12 @@ async def run_real(jobs: int, interval: float, window: float, timeout: float, po
 
         async def all_running() -> bool:
             xjs = await admin.items(PRISM, "extractionjobs")
-            return len(xjs) == jobs and all(
-                (o.get("status") or {}).get("phase") == "Running"
-                and ((o.get("status") or {}).get("progress") or {}).get("filesDone") == 40 for o in xjs)
+            running = sum((o.get("status") or {}).get("phase") == "Running"
+                          and ((o.get("status") or {}).get("progress") or {}).get("filesDone") == 40 for o in xjs)
+            print(f"[bench] {time.monotonic() - t0:.1f}s: running with progress {running}", file=sys.stderr)
+            return running == jobs
 
-        running_s = await _poll("every job Running with progress", all_running, timeout, every=3.0)
+        running_s = await _poll("every job Running with progress", all_running, timeout, every=10.0)
         await asyncio.sleep(interval * 3)  # in-flight reconciles finish; rates settle (itemsPerSecond to 0)
 
         before_hits = sum(hits.values())
