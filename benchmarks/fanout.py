@@ -12,6 +12,12 @@ shot-boundary (the histogram back-end). The back-ends are pinned so the results 
 the table in benchmarks/README.md: the defaults (yunet, TransNetV2) measure models, not fan-out.
 
     .venv/bin/python benchmarks/fanout.py [--photos 40] [--videos 4] [--repeats 1]
+    .venv/bin/python benchmarks/fanout.py --profile   # where the shared 4-extractor run spends its time
+
+--profile runs the warm-up and the shared 4-extractor job only, then sums Ray's timeline (ray.timeline():
+every task and actor-method execution, `task:execute`) of that job: busy seconds against the job's
+wall time times the CPUs Ray was given. Ray 2.60's local timeline leaves func_or_class_name empty
+here, so the rows are by function name where Ray gives one, else one total row.
 """
 
 from __future__ import annotations
@@ -85,11 +91,34 @@ def timed(name: str, job: ExtractionJobSpec, state: Path) -> tuple[float, int]:
     return time.monotonic() - started, result.tracker.totals.decodes
 
 
+def profile(work: Path, specs: list[dict], cpus: int) -> None:
+    """The shared 4-extractor job with Ray's timeline: busy seconds per task/actor-method name."""
+    import ray
+
+    began_us = time.time() * 1e6  # the warm-up's events (earlier) are left out
+    wall, decodes = timed("profile-4", spec(work / "media", "p4", specs), work / "state-p4")
+    events = json.loads(Path(ray.timeline(filename=str(work / "after.json")) or work / "after.json").read_text())
+    busy: dict[str, float] = {}
+    for event in events:
+        # task:execute spans a whole task or actor-method run (its deserialize/store events nest in it)
+        if event.get("cat") == "task:execute" and float(event.get("ts", 0)) >= began_us:
+            args = event.get("args") or {}
+            name = f"{args.get('func_or_class_name', '?')} {event.get('name', '')}".strip()
+            busy[name] = busy.get(name, 0.0) + event["dur"] / 1e6
+    print(json.dumps({"wall_s": round(wall, 1), "decodes": decodes, "cpus": cpus,
+                      "cpu_slots_s": round(wall * cpus, 1)}))
+    print("| task or method | busy s | share of wall x CPUs |")
+    print("|---|---|---|")
+    for name, secs in sorted(busy.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"| {name[:90]} | {secs:.1f} | {secs / (wall * cpus):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=40)
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each variant; the best is kept")
+    parser.add_argument("--profile", action="store_true", help="the shared 4-extractor run only, with a timeline summary")
     args = parser.parse_args()
 
     import ray
@@ -105,6 +134,12 @@ def main() -> None:
     # Warm-up: first-time imports and model loads in fresh worker processes would bill whichever
     # variant ran first.
     timed("warmup", spec(work / "media", "warmup", specs), work / "state-warmup")
+
+    if args.profile:
+        profile(work, specs, cpus_needed(biggest))
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+        return
 
     rows = []
     for k in (1, 2, 4):
