@@ -180,3 +180,62 @@ def test_the_trackers_memory_does_not_grow_with_the_job(tmp_path):
     ledger = tmp_path / "failures.jsonl"
     t.write(ledger)
     assert len(ledger.read_text().splitlines()) == 10_000
+
+
+def test_the_feed_hands_each_block_on_before_the_listing_ends(ray_session):
+    """Ray Data merges a read task's small outputs until the task ends; the feed's one task lives as
+    long as the listing, so its blocks must move on as they are yielded (feed._hand_on_as_yielded)."""
+    queue = feed.make_queue()
+    got: list = []
+
+    def drain():
+        for batch in feed.dataset(queue).iter_batches(batch_size=None, batch_format="numpy"):
+            got.append(list(batch["uri"]))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        queue.put({"uri": ["/a", "/b"], "size": [1, 1], "prev_hash": ["", ""]})
+        deadline = time.monotonic() + 90
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert got == [["/a", "/b"]], "the first block came through while the feed was still open"
+        queue.put({"uri": ["/c"], "size": [1], "prev_hash": [""]})
+    finally:
+        queue.put(None)
+        reader.join(90)
+    assert got == [["/a", "/b"], ["/c"]] and not reader.is_alive()
+
+
+def test_the_listing_waits_while_too_many_files_are_in_the_stream(ray_session, tmp_path, monkeypatch):
+    """The listing runs at most IN_FLIGHT_FILES ahead of the outcomes: driver memory and the queue in
+    front of the read stage stay bounded however fast the source lists."""
+    import prism_pipeline.lister as L
+    from prism_pipeline.progress_actor import start_progress_actor
+
+    monkeypatch.setattr(L, "IN_FLIGHT_FILES", 150)
+    pages = iter([Listing([FileRef(f"/p{n}/{i}.txt", 10, "10:1") for i in range(100)], []) for n in range(3)])
+    spec = spec_for(tmp_path, "bound", [TEXT])
+    progress, _ = start_progress_actor("bound", 0, None)
+    tracker = FileTracker()
+    with Sink(spec.sink.qdrant, [], tmp_path / "state") as sink:
+        lister = Lister(str(tmp_path), pages, plan(spec, []), sink, tracker, progress)
+        lister.start()
+        try:
+            deadline = time.monotonic() + 180  # the feed's actor starts first (slow on a loaded machine)
+            while (tracker.files_total < 200 or lister.sent < 100) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            assert (tracker.files_total, tracker.in_stream, lister.sent) == (200, 100, 100), "the second page waits"
+            for i in range(60):  # outcomes come back for 60 files of the first page
+                tracker.observe({"uri": f"/p0/{i}.txt", "key": "k", "status": "empty", "content_hash": "h",
+                                 "file_items": 0, "errors": []})
+            deadline = time.monotonic() + 60
+            while lister.sent < 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert lister.sent == 200 and tracker.in_stream == 140 and not lister.done.is_set(), "the third waits"
+        finally:
+            lister.close()
+            import ray
+
+            ray.kill(progress)

@@ -113,6 +113,8 @@ def _read(queue: Any) -> Iterator[Any]:
     import pyarrow as pa
     from ray.util.queue import Empty
 
+    empty = pa.table({"uri": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
+                      "prev_hash": pa.array([], pa.string())})
     while True:
         try:
             columns = queue.get(block=True, timeout=FEED_WAIT_S)
@@ -122,6 +124,9 @@ def _read(queue: Any) -> Iterator[Any]:
             return
         yield pa.table({"uri": pa.array(columns["uri"], pa.string()), "size": pa.array(columns["size"], pa.int64()),
                         "prev_hash": pa.array(columns["prev_hash"], pa.string())})
+        # Ray Data hands a read task's block on only once the task yields the next one (or ends):
+        # an empty block right behind each pushes it out now, however long the next page takes.
+        yield empty
 
 
 class FeedDatasource(Datasource):

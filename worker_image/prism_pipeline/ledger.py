@@ -183,7 +183,8 @@ class FileTracker:
     @property
     def in_stream(self) -> int:
         """Files sent into the stream whose outcome has not come back yet."""
-        return len(self._pending)
+        with self._lock:
+            return len(self._pending)
 
     # -- the failure ledger ----------------------------------------------------------------------------
 

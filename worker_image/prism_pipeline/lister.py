@@ -9,8 +9,9 @@ For each page of the listing (sources.iter_source) it
   feed (feed.py) in blocks;
 - accounts entries the listing could not carry as failed files.
 
-It runs beside the stream, so lookups overlap decoding and extraction. Nothing it holds grows with
-the source, except the listed uris when spec.deletedFiles is Delete (the files no longer listed are
+It runs beside the stream, so lookups overlap decoding and extraction, and it waits while
+IN_FLIGHT_FILES files are in the stream, so the listing runs only that far ahead of the pipeline.
+Nothing it holds grows with the source, except the listed uris when spec.deletedFiles is Delete (the files no longer listed are
 only known once the whole listing is; about 100 bytes a file). The feed's queue is created when the
 first file needs work, so a re-run where every file is unchanged starts no pipeline and loads no model.
 """
@@ -28,6 +29,11 @@ from prism_pipeline.ledger import FileTracker
 from prism_pipeline.sources import Listing, SourceError
 
 log = logging.getLogger("prism.pipeline")
+
+# Files the listing may have in the stream at once (sent, no outcome yet). Listing is much faster
+# than extraction: without this bound the whole source would be queued in front of the read stage,
+# in the object store and in the driver's tracker. Ten pages keeps every stage busy.
+IN_FLIGHT_FILES = 10_000
 
 
 class ListingError(Exception):
@@ -84,19 +90,29 @@ class Lister(threading.Thread):
             decision = self._plan.decide(ref, records.get(ref.uri))
             if decision.unchanged:
                 unchanged += 1
-                continue
-            tracker.expect(ref.uri, decision.pending)
-            work.append({"uri": ref.uri, "size": int(ref.size), "prev_hash": decision.prev_hash})
+            else:
+                work.append((ref, decision))
         tracker.skip_unchanged(unchanged)
         self._report()
-        if work:
-            if self.queue is None:
-                self.queue = feed.make_queue()
-                self.feeding.set()
-            for block in self._blocker.split(work):
-                if not self._put(block):
-                    return
-            self.sent += len(work)
+        if not work or not self._room_for(len(work)):
+            return
+        for ref, decision in work:
+            tracker.expect(ref.uri, decision.pending)
+        if self.queue is None:
+            self.queue = feed.make_queue()
+            self.feeding.set()
+        rows = [{"uri": ref.uri, "size": int(ref.size), "prev_hash": decision.prev_hash} for ref, decision in work]
+        for block in self._blocker.split(rows):
+            if not self._put(block):
+                return
+        self.sent += len(rows)
+
+    def _room_for(self, files: int) -> bool:
+        """Wait until `files` more fit within IN_FLIGHT_FILES; False once the driver said stop."""
+        while self._tracker.in_stream + files > max(IN_FLIGHT_FILES, files):
+            if self.stop.wait(0.1):
+                return False
+        return not self.stop.is_set()
 
     def _records(self, uris: list[str]) -> dict[str, dict[str, Any]]:
         try:
