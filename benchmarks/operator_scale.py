@@ -123,10 +123,9 @@ async def wait(what: str, check, timeout: float, every: float = 0.5) -> float:
     return time.monotonic() - start
 
 
-async def run_emulated(jobs: int, interval: float, window: float, timeout: float) -> dict:
-    emulator = BenchEmulator()
-    declare_resources(emulator)
-    hits: collections.Counter[str] = collections.Counter()
+async def serve_progress(hits: collections.Counter[str]) -> tuple[web.AppRunner, int]:
+    """Every job's progress endpoint, as its Ray head would serve it, on one local port; `hits`
+    counts the reads per head service. Returns the runner (clean it up) and the port."""
 
     async def progress(request: web.Request) -> web.Response:
         hits[request.match_info["service"]] += 1
@@ -138,7 +137,14 @@ async def run_emulated(jobs: int, interval: float, window: float, timeout: float
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    progress_port = site._server.sockets[0].getsockname()[1]
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+async def run_emulated(jobs: int, interval: float, window: float, timeout: float) -> dict:
+    emulator = BenchEmulator()
+    declare_resources(emulator)
+    hits: collections.Counter[str] = collections.Counter()
+    runner, progress_port = await serve_progress(hits)
 
     async with emulator, kmock.Server(emulator) as server:
         tmp = Path(tempfile.mkdtemp(prefix="prism-bench-"))
@@ -370,18 +376,7 @@ async def run_real(jobs: int, interval: float, window: float, timeout: float, po
 
     cp.start = start
     hits: collections.Counter[str] = collections.Counter()
-
-    async def progress(request: web.Request) -> web.Response:
-        hits[request.match_info["service"]] += 1
-        return web.Response(text=progress_text(job_of(request.match_info["service"])), content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/{namespace}/{service}/metrics", progress)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    progress_port = site._server.sockets[0].getsockname()[1]
+    runner, progress_port = await serve_progress(hits)
     operator = admin = None
     log = None
     try:
