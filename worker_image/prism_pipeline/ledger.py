@@ -92,13 +92,6 @@ class FileTracker:
             for f in unlisted:
                 self._fail(f.uri, f.stage, f.error)
 
-    def fail_unlisted(self, failures: list[Failure]) -> None:
-        """Entries the listing could not carry or read (stage "list"): failed files, counted in
-        files_total by the caller."""
-        with self._lock:
-            for f in failures:
-                self._fail(f.uri, f.stage, f.error)
-
     def expect(self, uri: str, pending: Pending = NOT_RECORDED) -> None:
         """`uri` goes into the stream: it must come back with an outcome (`close` fails it otherwise)."""
         with self._lock:

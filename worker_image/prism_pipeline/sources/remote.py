@@ -22,11 +22,6 @@ _LIST_REQUEST_TIMEOUT = 30.0
 S3_PAGE_KEYS = 1000
 
 
-def list_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str], bool]) -> list[FileRef]:
-    """Every object of `iter_remote`, in one list."""
-    return list(iter_remote(scheme, path, source, match))
-
-
 def iter_remote(scheme: str, path: str, source: SourceSpec, match: Callable[[str], bool]) -> Iterator[FileRef]:
     """The objects under `path` that `match`, as they are listed. s3://: one ListObjectsV2 page at a
     time (1,000 keys), each page's objects yielded before the next page is asked for, so the first
